@@ -1,0 +1,1 @@
+"""Reproducibility benchmark suite for published training recipes."""

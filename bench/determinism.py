@@ -1,0 +1,136 @@
+"""Seeding, deterministic flags and the environment fingerprint stored with every run.
+
+Same recipe + seed + machine + thread count must give bitwise-identical final weights;
+everything random in a run draws from the generators made here, and all of their states
+can be saved and restored so that a resumed run continues the same streams.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import random
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import torch
+
+# cuBLAS needs this before the first CUDA call to make matmuls deterministic.
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+STREAMS = ("shuffle", "augment", "split")
+
+
+def deterministic_mode() -> None:
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(True)
+
+
+def stream_seed(seed: int, stream: str) -> int:
+    """Independent 63-bit seed per (run seed, stream), stable across machines."""
+    digest = hashlib.sha256(f"{seed}:{stream}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def seed_everything(seed: int, device: torch.device) -> dict[str, torch.Generator]:
+    """Seed python/numpy/torch global RNGs and make one generator per data stream.
+
+    Model init and dropout use torch's global RNG (as the documents' code does);
+    shuffling and the train/val split draw on the CPU, augmentation on the run's device.
+    """
+    deterministic_mode()
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    gens = {}
+    for name in STREAMS:
+        dev = device if name == "augment" else torch.device("cpu")
+        gens[name] = torch.Generator(device=dev).manual_seed(stream_seed(seed, name))
+    return gens
+
+
+def rng_state(gens: dict[str, torch.Generator]) -> dict:
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "gens": {k: g.get_state() for k, g in gens.items()},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict, gens: dict[str, torch.Generator]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    for k, g in gens.items():
+        g.set_state(state["gens"][k])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_commit(root: Path) -> str | None:
+    """HEAD of the checkout the code runs from, with '+dirty' when it has local edits."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "bench", "recipes"],
+                               cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (sha + ("+dirty" if dirty else "")) if sha else None
+
+
+def environment(device: torch.device) -> dict:
+    """What ran the job: enough to tell two machines apart and to rerun on the same one."""
+    cuda = device.type == "cuda"
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "cuda": torch.version.cuda if cuda else None,
+        "cudnn": torch.backends.cudnn.version() if cuda else None,
+        "gpu": torch.cuda.get_device_name(device) if cuda else None,
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+    }
+
+
+def machine_key(env: dict) -> str:
+    """A short label for 'the same machine' when comparing timings."""
+    hw = env.get("gpu") or env.get("cpu") or "unknown"
+    return f"{hw} / {env.get('threads')} threads"
+
+
+def weights_sha256(state: dict) -> str:
+    """Hash of a state dict's tensors in key order: equal hashes mean bitwise-equal weights."""
+    h = hashlib.sha256()
+    for key in sorted(state):
+        value = state[key]
+        h.update(key.encode())
+        if isinstance(value, torch.Tensor):
+            h.update(str(value.dtype).encode() + str(tuple(value.shape)).encode())
+            flat = value.detach().cpu().contiguous().reshape(-1)
+            h.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
+        elif isinstance(value, np.ndarray):
+            h.update(str(value.dtype).encode() + str(value.shape).encode())
+            h.update(np.ascontiguousarray(value).tobytes())
+        else:
+            h.update(repr(value).encode())
+    return h.hexdigest()

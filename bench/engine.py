@@ -1,0 +1,283 @@
+"""One deterministic training loop for torch recipes, and the selection rules.
+
+Per epoch: train (optimizer, scheduler, clipping as the recipe builds them), evaluate on
+validation and test, append to the curves, checkpoint everything needed to resume to the
+same bits. Test accuracy is measured every evaluated epoch but never feeds back into
+training; the selection rules only pick which epoch's numbers a claim refers to.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from .augment import augment_batch, normalize, torchvision_pipeline
+from .data import Split, Splits
+from .determinism import rng_state, set_rng_state, weights_sha256
+
+PIPELINES = ("fast", "faithful")
+
+
+@dataclass
+class RunContext:
+    """What one run needs besides the recipe: where, which streams, where to checkpoint."""
+    name: str
+    seed: int
+    device: torch.device
+    gens: dict
+    pipeline: str = "fast"
+    checkpoint: Optional[Path] = None
+    key: str = ""
+    progress: bool = True
+
+    def save_checkpoint(self, state: dict) -> None:
+        if self.checkpoint is None:
+            return
+        self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.checkpoint.with_name(self.checkpoint.name + f".{os.getpid()}.tmp")
+        try:
+            torch.save({"key": self.key, **state, "rng": rng_state(self.gens)}, tmp)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, self.checkpoint)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+    def load_checkpoint(self) -> Optional[dict]:
+        """The last epoch's state of this exact run (same key), restoring every RNG."""
+        if self.checkpoint is None or not self.checkpoint.exists():
+            return None
+        try:
+            state = torch.load(self.checkpoint, map_location="cpu", weights_only=False)
+        except Exception:  # a checkpoint cut by a kill is useless but harmless: start over
+            return None
+        if state.get("key") != self.key:
+            return None
+        set_rng_state(state["rng"], self.gens)
+        return state
+
+    def bar(self, start: int, total: int):
+        return tqdm(range(start, total), initial=start, total=total, unit="epoch", dynamic_ncols=True,
+                    desc=f"{self.name} seed {self.seed}", disable=not self.progress, mininterval=0.5)
+
+
+@dataclass
+class TrainResult:
+    curves: dict
+    weights_sha256: str
+    epochs_run: int
+    resumed_from: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- batches
+
+def fast_batches(split: Split, hp, transforms, gens, cached: Optional[torch.Tensor] = None):
+    """Index batches of the device-resident split; augment each batch on the device."""
+    n = len(split)
+    order = torch.randperm(n, generator=gens["shuffle"]) if hp.shuffle else torch.arange(n)
+    order = order.to(split.x.device)
+    for start in range(0, n, hp.batch_size):
+        idx = order[start:start + hp.batch_size]
+        if cached is not None:
+            yield cached[idx], split.y[idx]
+        else:
+            yield augment_batch(split.x[idx], transforms, hp.mean, hp.std, gens["augment"]), split.y[idx]
+
+
+class ImageDataset(Dataset):
+    """PIL images from the uint8 tensors, as torchvision's MNIST / CIFAR10 hand them out."""
+
+    def __init__(self, split: Split, transform):
+        self.x = split.x.cpu().numpy()
+        self.y = split.y.cpu().tolist()
+        self.transform = transform
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        from PIL import Image
+        img = self.x[i]
+        img = Image.fromarray(img[0], mode="L") if img.shape[0] == 1 else Image.fromarray(img.transpose(1, 2, 0))
+        return self.transform(img), self.y[i]
+
+
+def faithful_batches(loader: DataLoader, device):
+    for x, y in loader:
+        yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+
+# ---------------------------------------------------------------- evaluation
+
+@torch.no_grad()
+def evaluate(model, split: Split, hp, loss_fn) -> tuple[float, float]:
+    """Mean loss and accuracy (%) of the model in eval mode on a whole split."""
+    model.eval()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=split.x.device)
+    correct = torch.zeros((), dtype=torch.int64, device=split.x.device)
+    for start in range(0, len(split), hp.eval_batch_size):
+        x = normalize(split.x[start:start + hp.eval_batch_size], hp.mean, hp.std)
+        y = split.y[start:start + hp.eval_batch_size]
+        out = model(x)
+        loss_sum += loss_fn(out, y).double() * len(y)
+        correct += (out.argmax(1) == y).sum()
+    n = len(split)
+    return loss_sum.item() / n, 100.0 * correct.item() / n
+
+
+def _evaluated(epoch: int, hp) -> bool:
+    return epoch % hp.eval_every == 0 or epoch == hp.epochs - 1
+
+
+# ---------------------------------------------------------------- the loop
+
+def train(recipe, hp, data: Splits, ctx: RunContext) -> TrainResult:
+    """Train a torch recipe as its document does; resume from ctx.checkpoint when present."""
+    device = ctx.device
+    model = recipe.build_model(hp).to(device)
+    optimizer = recipe.build_optimizer(model, hp)
+    steps_per_epoch = math.ceil(len(data.train) / hp.batch_size)
+    schedule = recipe.build_scheduler(optimizer, hp, steps_per_epoch)
+    loss_fn = recipe.build_loss(hp)
+    transforms = recipe.augmentations(hp)
+
+    curves = {k: [] for k in ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "epoch_time_s")}
+    if data.val is not None:
+        curves.update(val_loss=[], val_acc=[])
+    start = 0
+    state = ctx.load_checkpoint()
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if schedule is not None:
+            schedule.scheduler.load_state_dict(state["scheduler"])
+        curves, start = state["curves"], state["epoch"]
+
+    cached = None
+    if ctx.pipeline == "faithful":
+        loader = DataLoader(ImageDataset(data.train, torchvision_pipeline(transforms, hp.mean, hp.std)),
+                            batch_size=hp.batch_size, shuffle=hp.shuffle, generator=ctx.gens["shuffle"],
+                            num_workers=0)
+    elif not transforms:
+        cached = normalize(data.train.x, hp.mean, hp.std)  # nothing random: normalize once
+
+    pending_time = 0.0
+    bar = ctx.bar(start, hp.epochs)
+    for epoch in bar:
+        t0 = time.perf_counter()
+        model.train()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
+        batches = (faithful_batches(loader, device) if ctx.pipeline == "faithful"
+                   else fast_batches(data.train, hp, transforms, ctx.gens, cached))
+        for x, y in batches:
+            optimizer.zero_grad(set_to_none=True)
+            out = model(x)
+            loss = loss_fn(out, y)
+            loss.backward()
+            if hp.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), hp.grad_clip)
+            optimizer.step()
+            if schedule is not None and schedule.step_on == "batch":
+                schedule.scheduler.step()
+            loss_sum += loss.detach().double() * len(y)
+            correct += (out.argmax(1) == y).sum()
+
+        if not _evaluated(epoch, hp):
+            if schedule is not None and schedule.step_on == "epoch":
+                schedule.scheduler.step()
+            pending_time += time.perf_counter() - t0
+            continue
+        n = len(data.train)
+        row = {"epoch": epoch + 1, "train_loss": loss_sum.item() / n, "train_acc": 100.0 * correct.item() / n}
+        if data.val is not None:
+            row["val_loss"], row["val_acc"] = evaluate(model, data.val, hp, loss_fn)
+        row["test_loss"], row["test_acc"] = evaluate(model, data.test, hp, loss_fn)
+        if schedule is not None and schedule.step_on == "epoch":
+            schedule.scheduler.step()
+        elif schedule is not None and schedule.step_on == "val_loss":
+            schedule.scheduler.step(row["val_loss"])
+        row["lr"] = optimizer.param_groups[0]["lr"]
+        row["epoch_time_s"] = pending_time + time.perf_counter() - t0
+        pending_time = 0.0
+        for k, v in row.items():
+            curves[k].append(v)
+        bar.set_postfix(loss=f"{row['train_loss']:.4f}", acc=f"{row['train_acc']:.2f}",
+                        test=f"{row['test_acc']:.2f}", refresh=False)
+        ctx.save_checkpoint({"epoch": epoch + 1, "model": model.state_dict(),
+                             "optimizer": optimizer.state_dict(),
+                             "scheduler": None if schedule is None else schedule.scheduler.state_dict(),
+                             "curves": curves})
+    bar.close()
+    return TrainResult(curves=curves, weights_sha256=weights_sha256(model.state_dict()),
+                       epochs_run=hp.epochs, resumed_from=start)
+
+
+# ---------------------------------------------------------------- selection rules
+
+def _pick(values, best) -> int:
+    """Index of the first best value: 'strictly greater' keeps the earliest epoch on ties."""
+    arr = np.array([np.nan if v is None else v for v in values], dtype=float)
+    if np.all(np.isnan(arr)):
+        return len(arr) - 1
+    return int(np.nanargmax(arr) if best == "max" else np.nanargmin(arr))
+
+
+def select_epoch(curves: dict, selection: str) -> int:
+    """Index into the curves of the model the protocol keeps."""
+    if selection == "final_epoch":
+        return len(curves["epoch"]) - 1
+    if selection == "best_test_epoch":
+        return _pick(curves["test_acc"], "max")
+    if selection == "best_val_acc":
+        return _pick(curves["val_acc"], "max")
+    if selection == "best_val_loss":
+        return _pick(curves["val_loss"], "min")
+    raise ValueError(f"unknown selection rule {selection!r}")
+
+
+def honest_selection(selection: str, has_val: bool) -> str:
+    """The same protocol without looking at test: validation if there is one, else the last epoch."""
+    if selection != "best_test_epoch":
+        return selection
+    return "best_val_acc" if has_val else "final_epoch"
+
+
+def summarize(curves: dict, selection: str) -> dict:
+    """Every metric a claim may refer to, from the curves and the document's selection rule."""
+    has_val = "val_acc" in curves
+    last = len(curves["epoch"]) - 1
+    sel = select_epoch(curves, selection)
+    honest = select_epoch(curves, honest_selection(selection, has_val))
+    best_test = select_epoch(curves, "best_test_epoch")
+    m = {
+        "test_acc_selected": curves["test_acc"][sel],
+        "test_loss_selected": curves["test_loss"][sel],
+        "selected_epoch": curves["epoch"][sel],
+        "test_acc_honest": curves["test_acc"][honest],
+        "honest_epoch": curves["epoch"][honest],
+        "test_acc_final": curves["test_acc"][last],
+        "test_loss_final": curves["test_loss"][last],
+        "test_acc_best": curves["test_acc"][best_test],
+        "best_test_epoch": curves["epoch"][best_test],
+        "train_loss_final": curves["train_loss"][last],
+        "train_acc_final": curves["train_acc"][last],
+    }
+    if has_val:
+        bv = select_epoch(curves, "best_val_acc")
+        m.update(val_acc_best=curves["val_acc"][bv], best_val_epoch=curves["epoch"][bv],
+                 val_acc_final=curves["val_acc"][last], val_loss_final=curves["val_loss"][last],
+                 val_loss_best=curves["val_loss"][select_epoch(curves, "best_val_loss")],
+                 train_loss_selected=curves["train_loss"][sel])
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in m.items()}

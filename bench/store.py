@@ -1,0 +1,149 @@
+"""Run records: one JSON file per run, written atomically, never overwritten, read tolerantly.
+
+Layout: results/<recipe>/<started>_seed<seed>_<key8>_<nonce>.json; the in-progress state of
+a run (checkpoint and lock) lives in results/<recipe>/partial/, which is not committed.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import math
+import os
+import secrets
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional
+
+SCHEMA_VERSION = 1
+REQUIRED_FIELDS = ("schema_version", "recipe", "fingerprint", "seed", "canonical", "overrides", "metrics",
+                   "curves", "params", "wall_time_s", "epochs_run", "device", "env", "git_commit",
+                   "started_at", "weights_sha256", "status")
+
+
+class StoreError(Exception):
+    """The results folder cannot be used as asked (unwritable, or written by a newer bench)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: Path
+    reason: str
+
+
+def _clean(value):
+    """JSON has no NaN/inf: store them as null so every reader can parse the file."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def partial_dir(results: Path, recipe: str) -> Path:
+    return Path(results) / recipe / "partial"
+
+
+def check_writable(results: Path) -> None:
+    """Fail before training, not after: the folder must accept new files."""
+    try:
+        Path(results).mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=results, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        raise StoreError(f"results folder {results} is not writable: {exc.strerror or exc}") from exc
+
+
+def write_record(results: Path, record: dict) -> Path:
+    """temp file + fsync + link: the record appears whole or not at all, and never replaces one."""
+    folder = Path(results) / record["recipe"]
+    folder.mkdir(parents=True, exist_ok=True)
+    payload = json.dumps(_clean(record), indent=1, sort_keys=True, allow_nan=False) + "\n"
+    stamp = record["started_at"].replace(":", "").replace("-", "")[:15]
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".record-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        while True:
+            path = folder / f"{stamp}_seed{record['seed']}_{record['key'][:8]}_{secrets.token_hex(3)}.json"
+            try:
+                os.link(tmp, path)  # fails if the name exists: nothing is ever overwritten
+                break
+            except FileExistsError:
+                continue
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return path
+
+
+def read_record(path: Path) -> dict:
+    record = json.loads(Path(path).read_text())
+    if not isinstance(record, dict):
+        raise ValueError("not a JSON object")
+    version = record.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise StoreError(f"{path}: schema_version {version!r} is not one this bench reads "
+                         f"({SCHEMA_VERSION}); upgrade bench or move the file out of the results folder")
+    missing = [k for k in REQUIRED_FIELDS if k not in record]
+    if missing:
+        raise ValueError(f"missing fields {', '.join(missing)}")
+    return record
+
+
+def read_records(results: Path, recipe: Optional[str] = None) -> tuple[list[dict], list[Problem]]:
+    """Every readable record (with '_path' added) and a problem for every file that is not.
+
+    A corrupt or truncated file is skipped and reported, never silently dropped; a record of
+    an unknown schema version stops the reader (StoreError), since it cannot be interpreted.
+    """
+    root = Path(results)
+    folders = [root / recipe] if recipe else sorted(p for p in root.iterdir() if p.is_dir()) if root.exists() else []
+    records, problems = [], []
+    for folder in folders:
+        for path in sorted(folder.glob("*.json")):
+            try:
+                record = read_record(path)
+            except StoreError:
+                raise
+            except (OSError, ValueError) as exc:
+                problems.append(Problem(path, f"unreadable record ({exc.__class__.__name__}: {str(exc)[:120]})"))
+                continue
+            record["_path"] = str(path)
+            records.append(record)
+    records.sort(key=lambda r: (r["recipe"], r["started_at"], r["_path"]))
+    return records, problems
+
+
+def completed(records: list[dict], key: str) -> list[dict]:
+    return [r for r in records if r.get("key") == key and r["status"] == "complete"]
+
+
+@contextlib.contextmanager
+def run_lock(results: Path, recipe: str, key: str) -> Iterator[bool]:
+    """An exclusive lock per run key; yields False when another process holds it.
+
+    flock is released by the kernel when its holder dies, so a killed run never blocks.
+    """
+    folder = partial_dir(results, recipe)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{key}.lock", "a+") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)

@@ -1,0 +1,102 @@
+"""MNIST 99.4% under 20k parameters — source: seeds/003_aee73f9bf4752610.txt (README of MNIST_99.4).
+Claimed on: unstated hardware, PyTorch, Python 3.8, 19 epochs; train.py itself is not shown.
+"""
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from bench.augment import RandomAffine
+from bench.recipe import (Assumption, Claim, ConvLayers, DropoutRate, ExactParams, Hparams, MaxParams,
+                          OutputShape, Schedule)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Mnist994Hparams(Hparams):
+    max_lr: float = 0.003           # OneCycleLR peak learning rate
+    pct_start: float = 0.2          # share of steps spent warming up
+    div_factor: float = 10.0        # initial lr = max_lr / div_factor
+    final_div_factor: float = 100.0  # final lr = initial lr / final_div_factor
+    dropout: float = 0.4            # after conv3 and after FC1
+    degrees: float = 10.0           # random rotation range, +- degrees
+    translate: float = 0.1          # random translation, fraction of width/height
+
+
+HPARAMS = Mnist994Hparams(
+    dataset="mnist", split="official", epochs=19, batch_size=128, lr=1e-3, weight_decay=1e-4,
+    mean=(0.1307,), std=(0.3081,), selection="best_test_epoch",
+)
+
+CLAIMS = [
+    Claim("test_acc_best", 99.43, "Best Test Accuracy: 99.43%", selection="best_test_epoch", headline=True),
+    Claim("test_acc_final", 99.43, "Training Results (Final Epoch): ... Test Accuracy: 99.43%",
+          selection="final_epoch"),
+    Claim("train_acc_final", 99.67, "Training Results (Final Epoch): Training Accuracy: 99.67%",
+          selection="final_epoch", measured_on="train",
+          note="running accuracy of the augmented training batches in train mode"),
+    Claim("train_loss_final", 0.0124, "Training Results (Final Epoch): Training Loss: 0.0124",
+          selection="final_epoch", measured_on="train", unit="", higher_is_better=False),
+    Claim("test_loss_final", 0.0198, "Training Results (Final Epoch): Test Loss: 0.0198",
+          selection="final_epoch", unit="", higher_is_better=False),
+    Claim("params", 15578, "Total Parameters: 15,578", selection="none", measured_on="model", unit="",
+          higher_is_better=False),
+]
+
+ASSUMPTIONS = [
+    Assumption("split", "official 60k train / 10k test, no validation", "stated"),
+    Assumption("architecture", "3 x (conv3x3 pad 1 -> BN -> ReLU -> MaxPool2d(2)), Dropout(0.4), "
+               "FC 288->32, ReLU, Dropout(0.4), FC 32->10", "stated"),
+    Assumption("optimizer", "Adam(lr=1e-3, weight_decay=1e-4), CrossEntropyLoss, batch 128, 19 epochs", "stated"),
+    Assumption("scheduler", "OneCycleLR(max_lr=0.003, pct_start=0.2, div_factor=10, final_div_factor=100)",
+               "stated"),
+    Assumption("scheduler stepping", "every batch, total_steps = 19 x 469", "assumed",
+               "the README gives no train.py; per-batch stepping is OneCycleLR's intended use"),
+    Assumption("momentum cycling", "OneCycleLR default cycle_momentum=True (Adam beta1 0.85 <-> 0.95)", "assumed",
+               "library default"),
+    Assumption("augmentation", "RandomAffine(degrees=10, translate=(0.1, 0.1)), nearest, fill 0, "
+               "then Normalize(0.1307, 0.3081)", "assumed",
+               "the README lists rotation +-10 and translation +-10%; one affine transform assumed"),
+    Assumption("shuffle", "training set reshuffled every epoch; last partial batch kept", "assumed"),
+    Assumption("initialization", "PyTorch defaults", "assumed"),
+    Assumption("evaluation", "test set after every epoch, batch 1000; best epoch picked on test", "stated",
+               "'Best Test Accuracy' is the maximum over epochs of the test accuracy"),
+]
+
+
+def build_model(hp: Mnist994Hparams) -> nn.Module:
+    def block(cin, cout):
+        return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2))
+
+    return nn.Sequential(
+        block(1, 8), block(8, 16), block(16, 32),          # 28 -> 14 -> 7 -> 3
+        nn.Dropout(hp.dropout), nn.Flatten(),
+        nn.Linear(32 * 3 * 3, 32), nn.ReLU(), nn.Dropout(hp.dropout),
+        nn.Linear(32, 10),
+    )
+
+
+CONSTRAINTS = [
+    MaxParams(20_000),
+    ExactParams(15_578),
+    OutputShape((1, 1, 28, 28), (1, 10)),
+    DropoutRate(0.4),
+    ConvLayers([(1, 8, 3, 1), (8, 16, 3, 1), (16, 32, 3, 1)]),
+]
+
+
+def build_optimizer(model, hp):
+    return torch.optim.Adam(model.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+
+
+def build_scheduler(optimizer, hp, steps_per_epoch):
+    return Schedule(torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=hp.max_lr, epochs=hp.epochs, steps_per_epoch=steps_per_epoch,
+        pct_start=hp.pct_start, div_factor=hp.div_factor, final_div_factor=hp.final_div_factor), "batch")
+
+
+def build_loss(hp):
+    return nn.CrossEntropyLoss()
+
+
+def augmentations(hp):
+    return [RandomAffine(degrees=hp.degrees, translate=(hp.translate, hp.translate))]
