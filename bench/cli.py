@@ -109,8 +109,9 @@ def cmd_list(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .runner import effective_hparams, run_parallel, run_seeds
+    from .runner import code_version, effective_hparams, run_parallel, run_seeds
 
+    code_version()                                          # the code as loaded, before any edit
     recipe = registry.load(args.recipe)
     opts = _run_options(args, recipe)
     seeds = list(range(args.seed_start, args.seed_start + args.seeds))

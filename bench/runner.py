@@ -8,6 +8,7 @@ child `bench run` processes, one seed each, so concurrent seeds never share a pr
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -55,6 +56,12 @@ def effective_hparams(recipe: Recipe, opts: RunOptions):
     return apply_overrides(recipe.hparams, opts.overrides)
 
 
+@functools.lru_cache(maxsize=None)
+def code_version() -> tuple:
+    """(git commit, harness hash) of the code this process loaded, read once at start."""
+    return git_commit(ROOT), harness_hash()
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -85,12 +92,12 @@ def run_seed(recipe: Recipe, seed: int, arrays: dict, opts: RunOptions,
         metrics.update(params=recipe.params, wall_time_s=sum(result.curves["epoch_time_s"]))
         record = {
             "schema_version": SCHEMA_VERSION, "recipe": recipe.name, "fingerprint": recipe.fingerprint,
-            "harness": harness_hash(), "key": key, "seed": seed, "canonical": not parsed,
+            "harness": code_version()[1], "key": key, "seed": seed, "canonical": not parsed,
             "overrides": parsed, "pipeline": opts.pipeline, "hparams": dataclasses.asdict(hp),
             "metrics": metrics, "curves": result.curves, "params": recipe.params,
             "wall_time_s": metrics["wall_time_s"], "epochs_run": result.epochs_run,
             "resumed_from_epoch": result.resumed_from, "device": str(opts.device), "env": env,
-            "machine": machine_key(env), "git_commit": git_commit(ROOT), "started_at": started,
+            "machine": machine_key(env), "git_commit": code_version()[0], "started_at": started,
             "finished_at": _now(), "weights_sha256": result.weights_sha256, "status": "complete",
             "assumptions": [dataclasses.asdict(a) for a in recipe.assumptions], **result.extra,
         }
