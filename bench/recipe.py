@@ -71,7 +71,7 @@ class Claim:
     selection: str       # one of CLAIM_SELECTIONS
     measured_on: str = "test"       # one of MEASURED_ON
     unit: str = "%"
-    higher_is_better: bool = True
+    higher_is_better: Optional[bool] = True  # None: no better side (e.g. the epoch a best came at)
     headline: bool = False          # exactly one claim per recipe is the headline
     aspiration: bool = False        # "should be around ..." is not a measurement
     copied_from: Optional[str] = None  # recipe whose claim this repeats verbatim
