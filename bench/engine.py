@@ -85,10 +85,10 @@ class TrainResult:
 def fast_batches(split: Split, hp, transforms, gens, cached: Optional[torch.Tensor] = None):
     """Index batches of the device-resident split; augment each batch on the device."""
     n = len(split)
-    order = torch.randperm(n, generator=gens["shuffle"]) if hp.shuffle else torch.arange(n)
-    order = order.to(split.x.device)
+    order = torch.randperm(n, generator=gens["shuffle"]).to(split.x.device) if hp.shuffle else None
     for start in range(0, n, hp.batch_size):
-        idx = order[start:start + hp.batch_size]
+        # unshuffled batches are views, so a full-batch recipe never copies its data
+        idx = order[start:start + hp.batch_size] if hp.shuffle else slice(start, start + hp.batch_size)
         if cached is not None:
             yield cached[idx], split.y[idx]
         else:

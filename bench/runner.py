@@ -135,7 +135,12 @@ def run_parallel(recipe: Recipe, seeds: list[int], opts: RunOptions, jobs: int, 
     """K seeds at once as child processes; returns how many children failed."""
     hp, _ = effective_hparams(recipe, opts)
     data_layer.load(hp.dataset, opts.data_dir, log=log)   # fetch once, before the children start
-    threads = opts.threads or max(1, (os.cpu_count() or 1) // jobs)  # share the cores, don't oversubscribe
+    # CPU results depend on the thread count, so children keep the parent's unless told otherwise:
+    # then `--jobs K` gives the same bits as K seeds run one by one.
+    threads = opts.threads or torch.get_num_threads()
+    if opts.device.type == "cpu" and threads * jobs > (os.cpu_count() or 1):
+        log(f"note: {jobs} jobs x {threads} threads on {os.cpu_count()} cores; pass --threads "
+            f"{max(1, (os.cpu_count() or 1) // jobs)} to share them (results then match runs with that --threads)")
     logs = partial_dir(opts.results, recipe.name)
     logs.mkdir(parents=True, exist_ok=True)
 

@@ -48,13 +48,15 @@ def partial_dir(results: Path, recipe: str) -> Path:
 
 
 def check_writable(results: Path) -> None:
-    """Fail before training, not after: the folder must accept new files."""
-    try:
-        Path(results).mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=results, prefix=".write-check-"):
-            pass
-    except OSError as exc:
-        raise StoreError(f"results folder {results} is not writable: {exc.strerror or exc}") from exc
+    """Fail before training, not after, and without creating anything: the folder (or the
+    nearest existing parent it would be created in) must be a writable directory."""
+    path = Path(results).absolute()
+    while not path.exists():
+        path = path.parent
+    if not path.is_dir():
+        raise StoreError(f"results folder {results} cannot be created: {path} is a file")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise StoreError(f"results folder {results} is not writable ({path}: permission denied)")
 
 
 def write_record(results: Path, record: dict) -> Path:

@@ -1,0 +1,70 @@
+"""LeNet-style CNN with plain SGD at lr 0.14 — source: seeds/002_84b04945752c13ec.txt, first section (blog).
+Claimed on: the author's first training run, hardware unstated; test accuracy printed every epoch.
+"""
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from bench.recipe import Assumption, Claim, ExactParams, Hparams, OutputShape
+
+
+@dataclass(frozen=True, kw_only=True)
+class LenetHparams(Hparams):
+    pass
+
+
+HPARAMS = LenetHparams(
+    dataset="mnist", split="official", epochs=15, batch_size=64, lr=0.14,
+    mean=(0.0,), std=(1.0,), selection="best_test_epoch",
+)
+
+CLAIMS = [
+    Claim("test_acc_best", 99.15, "首次训练，第 13 轮达到最高，99.15%", selection="best_test_epoch", headline=True,
+          note="the best epoch is picked by looking at the test set itself"),
+    Claim("best_test_epoch", 13, "第 13 轮达到最高", selection="none", unit="epochs", higher_is_better=None),
+    Claim("test_acc_final", 97.04, "到第 15 轮已经过拟合了，降到 97.04%", selection="final_epoch",
+          note="the author's explanation is overfitting; a drop of 2 points at lr 0.14 looks like instability"),
+]
+
+ASSUMPTIONS = [
+    Assumption("optimizer", "torch.optim.SGD(lr=0.14), no momentum, no weight decay", "stated"),
+    Assumption("loss", "CrossEntropyLoss", "stated"),
+    Assumption("batch", "64 on the full 60k training set (steps 0..900 per epoch in the logs)", "stated"),
+    Assumption("architecture", "LeNet-5 shapes: conv 1->6 k5 pad 2, maxpool 2, ReLU; conv 6->16 k5, maxpool 2, "
+               "ReLU; FC 400->120->84->10", "assumed", "the text gives two conv+pool blocks and three FC layers"),
+    Assumption("FC activations", "none between the FC layers", "assumed",
+               "the text puts ReLU only around each conv+pool block"),
+    Assumption("epochs", "15 (the last epoch shown in the logs)", "stated"),
+    Assumption("shuffle", "training set reshuffled every epoch", "assumed"),
+    Assumption("input", "ToTensor only (pixels / 255), no normalization, no augmentation", "assumed"),
+    Assumption("initialization", "PyTorch defaults", "assumed"),
+]
+
+
+def build_model(hp: LenetHparams) -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding=2), nn.MaxPool2d(2), nn.ReLU(),     # 28 -> 14
+        nn.Conv2d(6, 16, 5), nn.MaxPool2d(2), nn.ReLU(),               # 14 -> 10 -> 5
+        nn.Flatten(),
+        nn.Linear(16 * 5 * 5, 120), nn.Linear(120, 84), nn.Linear(84, 10),
+    )
+
+
+CONSTRAINTS = [ExactParams(61_706), OutputShape((1, 1, 28, 28), (1, 10))]
+
+
+def build_optimizer(model, hp):
+    return torch.optim.SGD(model.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+
+
+def build_scheduler(optimizer, hp, steps_per_epoch):
+    return None
+
+
+def build_loss(hp):
+    return nn.CrossEntropyLoss()
+
+
+def augmentations(hp):
+    return []

@@ -1,0 +1,98 @@
+"""ResNet-style CNN on CIFAR-10, SGD + ReduceLROnPlateau — source: seeds/002_84b04945752c13ec.txt, 2nd section.
+One basic block per stage.
+Claimed on: an RTX 4060, 68 epochs plus "several" resumed 5-epoch runs whose count is unstated.
+"""
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from bench.augment import Cutout, RandomCrop, RandomHorizontalFlip
+from bench.layers import GlobalAvgPool
+from bench.recipe import Assumption, Claim, ExactParams, Hparams, OutputShape, Schedule
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResnetCifarHparams(Hparams):
+    momentum: float = 0.0          # SGD momentum (unstated)
+    plateau_patience: int = 2      # epochs without a lower validation loss before lr is cut
+    plateau_factor: float = 0.5    # lr multiplier on a plateau
+    crop_padding: int = 4          # RandomCrop(32, padding) in pixels
+    flip_p: float = 0.5            # RandomHorizontalFlip probability
+    cutout: int = 3                # side of the one square Cutout hole, in pixels
+
+
+HPARAMS = ResnetCifarHparams(
+    dataset="cifar10", split="random", val_size=10_000, epochs=68, batch_size=128, lr=0.05,
+    mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616), selection="best_val_loss",
+)
+
+CLAIMS = [
+    Claim("test_acc_selected", 94.70, "测试集最终准确率 (Accuracy): 94.70%", selection="best_val_loss",
+          headline=True, note="after 68 epochs and an unstated number of resumed 5-epoch runs"),
+]
+
+ASSUMPTIONS = [
+    Assumption("split", "50k training set split into 40k train / 10k validation (random, seeded per run)", "stated"),
+    Assumption("model", "stem conv 3->64 3x3; four stages of one basic block (64, 128/2, 256/2, 512/2); "
+               "average pool; Linear(512, 10)", "stated"),
+    Assumption("stem", "conv (no bias) -> BN -> ReLU", "assumed", "gives the 4,903,242 parameters of RECIPES.md"),
+    Assumption("blocks", "bias-free 3x3 convs; 1x1 conv + BN shortcut where the shape changes", "assumed"),
+    Assumption("global pool", "x.mean((2, 3)) instead of AdaptiveAvgPool2d((1, 1))", "deviation",
+               "identical for a 1x1 output, and deterministic on CUDA"),
+    Assumption("optimizer", "SGD(lr=0.05), batch 128", "stated"),
+    Assumption("momentum and weight decay", "0 and 0", "assumed", "unstated"),
+    Assumption("scheduler", "ReduceLROnPlateau on validation loss, patience 2, factor 0.5", "stated"),
+    Assumption("selection", "keep the checkpoint with the lowest validation loss; report its test accuracy",
+               "stated"),
+    Assumption("epochs", "68; the resumed 5-epoch runs (count unstated, each resetting lr and best loss) are "
+               "not reproduced", "assumed"),
+    Assumption("augmentation", "RandomCrop(32, padding=4), RandomHorizontalFlip(0.5), Normalize(CIFAR-10 "
+               "mean/std), then one 3x3 Cutout (zeros) centred on a uniform pixel", "assumed",
+               "the text names crop, flip and a 3x3 cutout without the other magnitudes"),
+    Assumption("loss", "CrossEntropyLoss", "assumed"),
+    Assumption("shuffle", "training set reshuffled every epoch", "assumed"),
+]
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(),
+            nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
+        )
+        self.shortcut = nn.Identity()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        return torch.relu(self.body(x) + self.shortcut(x))
+
+
+def build_model(hp: ResnetCifarHparams) -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(3, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
+        BasicBlock(64, 64, 1), BasicBlock(64, 128, 2), BasicBlock(128, 256, 2), BasicBlock(256, 512, 2),
+        GlobalAvgPool(), nn.Linear(512, 10),
+    )
+
+
+CONSTRAINTS = [ExactParams(4_903_242), OutputShape((1, 3, 32, 32), (1, 10))]
+
+
+def build_optimizer(model, hp):
+    return torch.optim.SGD(model.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+
+
+def build_scheduler(optimizer, hp, steps_per_epoch):
+    return Schedule(torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min", patience=hp.plateau_patience, factor=hp.plateau_factor), "val_loss")
+
+
+def build_loss(hp):
+    return nn.CrossEntropyLoss()
+
+
+def augmentations(hp):
+    return [RandomCrop(32, hp.crop_padding), RandomHorizontalFlip(hp.flip_p), Cutout(hp.cutout)]

@@ -1,0 +1,113 @@
+"""Tests generated from the registry: every recipe imports, declares a valid schema, builds
+the model it declares, runs a forward pass and a training step on small synthetic data."""
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+import torch
+
+from bench import registry
+from bench.data import LOADERS, make_splits
+from bench.determinism import seed_everything
+from bench.engine import RunContext, summarize, train
+from bench.recipe import (ASSUMPTION_SOURCES, CLAIM_SELECTIONS, MEASURED_ON, SELECTIONS, Assumption, Claim,
+                          apply_overrides)
+from tests.conftest import synthetic_arrays
+
+NAMES = registry.names()
+RECORD_METRICS = {"params", "wall_time_s"}
+
+
+def test_every_source_document_has_its_recipes():
+    expected = {"ultimate_mlp", "numpy_cnn", "vgg_mnist", "vgg_cifar10", "lenet_sgd", "resnet_cifar10",
+                "mnist_99_4", "fc_sigmoid", "fc_sigmoid_bn"}
+    assert expected <= set(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_schema(name):
+    r = registry.load(name)
+    assert re.search(r"seeds/\d{3}_[0-9a-f]{16}\.txt", r.source), "the docstring's first line names its source"
+    hp = r.hparams
+    assert hp.dataset in LOADERS and hp.selection in SELECTIONS
+    assert r.claims and sum(c.headline for c in r.claims) == 1
+    for c in r.claims:
+        assert isinstance(c, Claim) and c.quote.strip() and isinstance(c.value, (int, float))
+        assert c.selection in CLAIM_SELECTIONS and c.measured_on in MEASURED_ON
+        if c.copied_from:
+            assert c.copied_from in NAMES and c.copied_from != name
+    assert r.headline.selection != "none"
+    for a in r.assumptions:
+        assert isinstance(a, Assumption) and a.name and a.value and a.source in ASSUMPTION_SOURCES
+    assert len({a.name for a in r.assumptions}) == len(r.assumptions), "assumption names must be unique"
+    assert r.declared_params is not None, "every recipe declares its parameter count with ExactParams"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_claims_name_metrics_a_run_records(name, results):
+    r = registry.load(name)
+    has_val = r.hparams.split != "official"
+    n = 3
+    curves = {"epoch": [1, 2, 3], "train_loss": [1.0] * n, "train_acc": [50.0] * n, "test_loss": [1.0] * n,
+              "test_acc": [50.0] * n, "lr": [0.1] * n, "epoch_time_s": [1.0] * n}
+    if has_val:
+        curves.update(val_loss=[1.0] * n, val_acc=[50.0] * n)
+    known = set(summarize(curves, r.hparams.selection)) | RECORD_METRICS
+    assert {c.metric for c in r.claims} <= known
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_constraints_hold_and_params_match_declared(name):
+    r = registry.load(name)
+    model = r.module.build_model(r.hparams)
+    for constraint in r.constraints:
+        ok, detail = constraint(model)
+        assert ok, f"{constraint.name}: {detail}"
+    assert r.params == r.declared_params
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_frozen_lock_matches(name):
+    """A recipe that changes must update recipes/FROZEN.json in the same commit (`python -m bench freeze`)."""
+    assert registry.frozen().get(name) == registry.load(name).fingerprint, \
+        f"{name} changed since it was frozen: review the change, then run `python -m bench freeze`"
+
+
+def _tiny(r):
+    """The recipe's own hyperparameters with a tiny validation split and one epoch."""
+    over = {"epochs": "1"}
+    if r.hparams.split != "official":
+        over["val_size"] = "64"
+    return apply_overrides(r.hparams, over)[0]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_forward_pass(name):
+    r = registry.load(name)
+    hp = r.hparams
+    channels, size = (3, 32) if hp.dataset == "cifar10" else (1, 28)
+    model = r.module.build_model(hp)
+    x = torch.randn(4, channels, size, size)
+    if hasattr(model, "eval"):
+        model.eval()
+    out = model(x) if isinstance(model, torch.nn.Module) else model.forward(x.numpy())
+    out = torch.as_tensor(out)
+    assert tuple(out.shape) == (4, 10) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_one_training_epoch_stays_finite(name, results):
+    r = registry.load(name)
+    hp = _tiny(r)
+    channels, size = (3, 32) if hp.dataset == "cifar10" else (1, 28)
+    arrays = synthetic_arrays(n_train=192, n_test=64, channels=channels, size=size)
+    gens = seed_everything(0, torch.device("cpu"))
+    splits = make_splits(arrays, hp, gens["split"], torch.device("cpu"))
+    ctx = RunContext(name, 0, torch.device("cpu"), gens, progress=False)
+    result = train(r.module, hp, splits, ctx) if r.uses_engine else r.module.train(hp, splits, ctx)
+    for key, values in result.curves.items():
+        assert values and all(math.isfinite(v) for v in values), f"{key}: {values}"
+    metrics = summarize(result.curves, hp.selection)
+    assert 0 <= metrics["test_acc_honest"] <= 100
