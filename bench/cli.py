@@ -15,6 +15,7 @@ import torch
 from . import data as data_layer
 from . import registry
 from .data import DataError
+from .determinism import set_threads
 from .recipe import OverrideError
 from .registry import RecipeError
 from .store import StoreError, check_writable, read_records
@@ -73,9 +74,12 @@ def _run_options(args, recipe):
     from .runner import RunOptions
 
     if args.threads:
-        torch.set_num_threads(args.threads)
+        set_threads(args.threads)
     overrides = _overrides(args)
-    apply_overrides(recipe.hparams, overrides)              # fail now on a bad --set
+    hp, _ = apply_overrides(recipe.hparams, overrides)      # fail now on a bad --set
+    check = getattr(recipe.module, "check_hparams", None)   # optional: settings the recipe cannot honour
+    if check is not None:
+        check(hp)
     device = resolve_device(args.device)
     if args.pipeline == "faithful" and not recipe.uses_engine:
         raise UsageError(f"{recipe.name} trains outside the torch engine; it has no torchvision pipeline")
@@ -202,7 +206,7 @@ def _add_run_args(p, seeds: bool = True):
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hyperparameter (non-canonical)")
     p.add_argument("--results", default="results", help="results folder (default results/)")
     p.add_argument("--data-dir", help="dataset folder (default $BENCH_DATA_DIR or ./data)")
-    p.add_argument("--threads", type=positive_int, help="torch CPU threads (recorded with the run)")
+    p.add_argument("--threads", type=positive_int, help="CPU threads for torch and NumPy's BLAS (recorded with the run)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

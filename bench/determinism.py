@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_info, threadpool_limits
 
 # cuBLAS needs this before the first CUDA call to make matmuls deterministic.
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -73,6 +74,18 @@ def set_rng_state(state: dict, gens: dict[str, torch.Generator]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def set_threads(n: int) -> None:
+    """CPU threads for torch and for NumPy's BLAS: both change the bits of a CPU run."""
+    torch.set_num_threads(n)
+    threadpool_limits(limits=n, user_api="blas")
+
+
+def blas_threads() -> int | None:
+    """Threads NumPy's BLAS uses now (it follows OMP_NUM_THREADS / OPENBLAS_NUM_THREADS at start)."""
+    counts = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+    return min(counts) if counts else None
+
+
 def _cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -87,10 +100,10 @@ def git_commit(root: Path) -> str | None:
     """HEAD of the checkout the code runs from, with '+dirty' when it has local edits."""
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                             text=True, timeout=10).stdout.strip()
+                             text=True, timeout=10, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--", "bench", "recipes"],
-                               cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
+                               cwd=root, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):   # not a git checkout (e.g. an installed wheel), no git
         return None
     return (sha + ("+dirty" if dirty else "")) if sha else None
 
@@ -108,6 +121,7 @@ def environment(device: torch.device) -> dict:
         "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "threads": torch.get_num_threads(),
+        "blas_threads": blas_threads(),
         "platform": platform.platform(),
     }
 

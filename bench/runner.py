@@ -99,7 +99,7 @@ def run_seed(recipe: Recipe, seed: int, arrays: dict, opts: RunOptions,
             "resumed_from_epoch": result.resumed_from, "device": str(opts.device), "env": env,
             "machine": machine_key(env), "git_commit": code_version()[0], "started_at": started,
             "finished_at": _now(), "weights_sha256": result.weights_sha256, "status": "complete",
-            "assumptions": [dataclasses.asdict(a) for a in recipe.assumptions], **result.extra,
+            "assumptions": [dataclasses.asdict(a) for a in recipe.assumptions], "extra": result.extra,
         }
         path = write_record(opts.results, record)
         checkpoint.unlink(missing_ok=True)

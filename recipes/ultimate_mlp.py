@@ -38,7 +38,7 @@ CLAIMS = [
           note="test accuracy of the checkpoint with the best validation accuracy"),
     Claim("val_acc_best", 99.34, "#the highest could reach 99.34%!!Epoch 114: Val Acc: 99.34%",
           selection="best_val_acc", measured_on="val"),
-    Claim("best_val_epoch", 114, "Epoch 114: Val Acc: 99.34%", selection="none", unit="epochs",
+    Claim("best_val_epoch", 114, "Epoch 114: Val Acc: 99.34%", selection="none", measured_on="val", unit="epochs",
           higher_is_better=None),
     Claim("test_acc_selected", 99.40, "The highest should be around 99.40-99.50%", selection="best_val_acc",
           aspiration=True, note="the lower end of the stated range"),
