@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -185,7 +186,47 @@ def cmd_check_determinism(args) -> int:
     return 1
 
 
+def cmd_report(args) -> int:
+    from .report import FIGURES_DIR, write_report
+
+    out = write_report(Path(args.results), Path(args.out))
+    print(f"wrote {out} (figures in {out.parent / FIGURES_DIR})")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .compare import run_gate
+
+    return run_gate(Path(args.baseline), Path(args.candidate), Path(args.json), args.alpha, args.min_effect,
+                    args.max_slowdown)
+
+
+def cmd_speed(args) -> int:
+    from .speed import run_speed
+
+    recipe = registry.load(args.recipe)
+    if not recipe.uses_engine:
+        raise UsageError(f"{recipe.name} trains outside the torch engine: it has no faithful pipeline to compare")
+    if args.threads:
+        set_threads(args.threads)
+    return run_speed(recipe, resolve_device(args.device), data_layer.default_data_dir(args.data_dir),
+                     epochs=args.epochs, train_limit=args.train_limit)
+
+
 # ---------------------------------------------------------------- parser
+
+def bounded_float(low: float, high: float = math.inf, closed_low: bool = True):
+    """argparse type: a float in [low, high) (or (low, high) when closed_low is False)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (low <= value if closed_low else low < value) or not value < high:
+            raise argparse.ArgumentTypeError(f"{value} is outside {'[' if closed_low else '('}{low}, {high})")
+        return value
+    return parse
+
 
 def _add_run_args(p, seeds: bool = True):
     p.add_argument("--recipe", required=True, help="recipe name (python -m bench list)")
@@ -206,7 +247,8 @@ def _add_run_args(p, seeds: bool = True):
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hyperparameter (non-canonical)")
     p.add_argument("--results", default="results", help="results folder (default results/)")
     p.add_argument("--data-dir", help="dataset folder (default $BENCH_DATA_DIR or ./data)")
-    p.add_argument("--threads", type=positive_int, help="CPU threads for torch and NumPy's BLAS (recorded with the run)")
+    p.add_argument("--threads", type=positive_int,
+                   help="CPU threads for torch and NumPy's BLAS (recorded with the run)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -237,6 +279,32 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-determinism", help="train one seed twice and compare the final weights bitwise")
     _add_run_args(p, seeds=False)
     p.set_defaults(func=cmd_check_determinism)
+
+    p = sub.add_parser("report", help="the statistical report (REPORT.md and figures) from a results folder")
+    p.add_argument("--results", default="results", help="results folder (default results/)")
+    p.add_argument("--out", default="REPORT.md", help="report path; figures go to report_figures/ beside it")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("compare", help="regression gate: exit 1 when a recipe got worse or slower")
+    p.add_argument("--baseline", required=True, help="results folder to compare against (e.g. results/)")
+    p.add_argument("--candidate", required=True, help="results folder of the new runs")
+    p.add_argument("--alpha", type=bounded_float(0, 1, closed_low=False), default=0.05,
+                   help="significance level of the one-sided tests (default 0.05)")
+    p.add_argument("--min-effect", type=bounded_float(0), default=0.1,
+                   help="smallest drop of the headline mean that counts, in the metric's unit (default 0.1)")
+    p.add_argument("--max-slowdown", type=bounded_float(0, closed_low=False), default=1.25,
+                   help="largest allowed candidate/baseline ratio of median seconds per epoch (default 1.25)")
+    p.add_argument("--json", default="compare.json", help="where to write the summary (default compare.json)")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("speed", help="seconds per epoch of the fast and faithful pipelines, side by side")
+    p.add_argument("--recipe", required=True, help="recipe name (python -m bench list)")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    p.add_argument("--epochs", type=positive_int, default=1, help="epochs timed per pipeline (default 1)")
+    p.add_argument("--train-limit", type=positive_int, help="time on the first K training images only")
+    p.add_argument("--data-dir", help="dataset folder (default $BENCH_DATA_DIR or ./data)")
+    p.add_argument("--threads", type=positive_int, help="CPU threads for torch and NumPy's BLAS")
+    p.set_defaults(func=cmd_speed)
     return parser
 
 

@@ -113,6 +113,12 @@ class ImageDataset(Dataset):
         return self.transform(img), self.y[i]
 
 
+def faithful_loader(split: Split, hp, transforms, gens) -> DataLoader:
+    """The documents' pipeline: PIL images through torchvision transforms, shuffled by our generator."""
+    return DataLoader(ImageDataset(split, torchvision_pipeline(transforms, hp.mean, hp.std)),
+                      batch_size=hp.batch_size, shuffle=hp.shuffle, generator=gens["shuffle"], num_workers=0)
+
+
 def faithful_batches(loader: DataLoader, device):
     for x, y in loader:
         yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -166,9 +172,7 @@ def train(recipe, hp, data: Splits, ctx: RunContext) -> TrainResult:
 
     cached = None
     if ctx.pipeline == "faithful":
-        loader = DataLoader(ImageDataset(data.train, torchvision_pipeline(transforms, hp.mean, hp.std)),
-                            batch_size=hp.batch_size, shuffle=hp.shuffle, generator=ctx.gens["shuffle"],
-                            num_workers=0)
+        loader = faithful_loader(data.train, hp, transforms, ctx.gens)
     elif not transforms:
         cached = normalize(data.train.x, hp.mean, hp.std)  # nothing random: normalize once
 

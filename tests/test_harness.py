@@ -160,3 +160,18 @@ def test_smoke_run_on_real_mnist(tmp_path, real_data_dir):
     assert record["metrics"]["test_acc_final"] > 20.0    # one epoch on 2000 images is well above chance
     assert record["env"]["torch"] == torch.__version__ and record["weights_sha256"]
     assert not list((out / "mnist_99_4" / "partial").glob("*.pt")), "a finished run leaves no checkpoint"
+
+
+def test_speed_prints_both_pipelines_and_the_ratio_last(fake_data, capsys):
+    from bench.cli import main
+    assert main(["speed", "--recipe", "mnist_99_4", "--device", "cpu", "--data-dir", "unused"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert any(line.startswith("fast ") for line in lines) and any(line.startswith("faithful ") for line in lines)
+    last = lines[-1]
+    assert last.startswith("per epoch, faithful/fast: ") and float(last.split(": ")[1].rstrip("x")) > 0
+
+
+def test_speed_refuses_a_recipe_without_the_torch_engine(capsys):
+    from bench.cli import main
+    assert main(["speed", "--recipe", "numpy_cnn", "--device", "cpu"]) == 2
+    assert "outside the torch engine" in capsys.readouterr().err
