@@ -244,8 +244,12 @@ def _unpack_local_gz(raw: Path) -> None:
     for spec in MNIST_RAW:
         gz = raw / (spec.name + ".gz")
         if not (raw / spec.name).exists() and gz.exists():
-            with gzip.open(gz, "rb") as f:
-                write_atomic(raw / spec.name, f.read())
+            try:
+                with gzip.open(gz, "rb") as f:
+                    unpacked = f.read()
+            except (OSError, EOFError) as exc:  # a cut or non-gzip download: name it, do not crash
+                raise DataError(f"{gz}: unreadable gzip ({exc}); {_fix_hint(gz)}") from exc
+            write_atomic(raw / spec.name, unpacked)
 
 
 def fetch_mnist(data_dir: Path, log: Log = print, sources=None) -> Path:
@@ -323,7 +327,10 @@ def load_mnist_csv(data_dir: Path, log: Log = print) -> dict[str, np.ndarray]:
             arrays = arrays or load_mnist(data_dir, log)
             log(f"MNIST-CSV: writing {path} from the verified IDX files")
             write_atomic(path, _csv_bytes(arrays[f"{split}_x"], arrays[f"{split}_y"]))
-        table = pd.read_csv(path, header=None, dtype=np.int64).to_numpy()
+        try:
+            table = pd.read_csv(path, header=None, dtype=np.int64).to_numpy()
+        except ValueError as exc:  # cut rows, empty file, non-integers (pandas' parse errors are ValueErrors)
+            raise DataError(f"{path}: not a CSV of integers ({str(exc)[:100]}); delete it to regenerate") from exc
         if table.shape[1] != 785 or table.min() < 0 or table.max() > 255:
             raise DataError(f"{path}: expected 785 integer columns in 0..255; delete it to regenerate")
         out[f"{split}_x"] = table[:, 1:].astype(np.uint8).reshape(-1, 1, 28, 28)

@@ -71,6 +71,7 @@ def write_record(results: Path, record: dict) -> Path:
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a shared results folder is for everyone to read
         while True:
             path = folder / f"{stamp}_seed{record['seed']}_{record['key'][:8]}_{secrets.token_hex(3)}.json"
             try:
