@@ -119,6 +119,7 @@ def environment(device: torch.device) -> dict:
         "cudnn": torch.backends.cudnn.version() if cuda else None,
         "gpu": torch.cuda.get_device_name(device) if cuda else None,
         "cpu": _cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # the kernels torch picked: AVX2, AVX512…
         "cpu_count": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "blas_threads": blas_threads(),
@@ -128,7 +129,7 @@ def environment(device: torch.device) -> dict:
 
 def machine_key(env: dict) -> str:
     """A short label for 'the same machine' when comparing timings."""
-    hw = env.get("gpu") or env.get("cpu") or "unknown"
+    hw = env.get("gpu") or " ".join(filter(None, (env.get("cpu"), env.get("cpu_capability")))) or "unknown"
     return f"{hw} / {env.get('threads')} threads"
 
 

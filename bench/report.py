@@ -281,9 +281,16 @@ def determinism_lines(recipe: Recipe, groups: list[Group]) -> list[str]:
     out = []
     for g in groups:
         for seed, recs in g.reruns.items():
-            same = len({r["weights_sha256"] for r in recs}) == 1
+            by_hash: dict[str, list] = {}
+            for r in recs:
+                by_hash.setdefault(r["weights_sha256"], []).append(r)
+            same = len(by_hash) == 1
             out.append(f"- {g.label}: reruns of seed {seed} matched bitwise: {'yes' if same else 'no'} "
                        f"({len(recs)} records)")
+            if not same:   # which record ran where and when: bits are only promised on one machine
+                out += [f"  - weights `{h[:12]}`: " + "; ".join(
+                    f"{r['started_at'][:10]} on {machine(r)}, {(r.get('env') or {}).get('platform', '?')}"
+                    for r in rs) for h, rs in by_hash.items()]
     if not out:
         out.append(f"- no seed was rerun; `python -m bench check-determinism --recipe {recipe.name}` "
                    "trains one seed twice and compares the weights")
