@@ -138,6 +138,9 @@ def test_reruns_of_a_seed_use_the_earliest_and_check_bitwise(results, tmp_path):
     body = section(text, "lenet_sgd")
     assert "reruns of seed 0 matched bitwise: yes (2 records)" in body
     assert "reruns of seed 1 matched bitwise: no (2 records)" in body
+    mismatch = body.split("reruns of seed 1")[1].split("- fast")[0]   # where and when each differing run ran
+    assert mismatch.count("  - weights `") == 2 and "`one`" in mismatch and "`other`" in mismatch
+    assert "on Test CPU / 2 threads" in mismatch
 
 
 def test_groups_summary_and_fast_vs_faithful(results, tmp_path):
