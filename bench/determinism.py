@@ -127,10 +127,14 @@ def environment(device: torch.device) -> dict:
     }
 
 
+def hardware(env: dict) -> str:
+    """The GPU, or the CPU model with the kernels torch picked for it (bits differ between AVX2 and AVX512)."""
+    return env.get("gpu") or " ".join(filter(None, (env.get("cpu"), env.get("cpu_capability")))) or "unknown"
+
+
 def machine_key(env: dict) -> str:
     """A short label for 'the same machine' when comparing timings."""
-    hw = env.get("gpu") or " ".join(filter(None, (env.get("cpu"), env.get("cpu_capability")))) or "unknown"
-    return f"{hw} / {env.get('threads')} threads"
+    return f"{hardware(env)} / {env.get('threads')} threads"
 
 
 def weights_sha256(state: dict) -> str:

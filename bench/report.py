@@ -15,6 +15,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from . import figures, registry, stats
+from .determinism import hardware, machine_key
 from .engine import honest_selection
 from .recipe import Claim
 from .registry import Recipe
@@ -30,8 +31,7 @@ def device_type(record: dict) -> str:
 
 
 def machine(record: dict) -> str:
-    env = record.get("env") or {}
-    return record.get("machine") or env.get("gpu") or env.get("cpu") or "unknown"
+    return record.get("machine") or machine_key(record.get("env") or {})
 
 
 @dataclass
@@ -322,7 +322,7 @@ def environment_lines(groups: list[Group]) -> list[str]:
         for r in g.runs:
             e = r.get("env") or {}
             envs[(g.label, e.get("python"), e.get("torch"), e.get("cuda") or "—",
-                  e.get("gpu") or e.get("cpu"), e.get("threads"))] += 1
+                  hardware(e), e.get("threads"))] += 1
             commits[(g.label, r.get("git_commit") or "unknown")] += 1
     if not envs:
         return ["No runs.", ""]

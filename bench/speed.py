@@ -36,10 +36,9 @@ def batches_only(recipe: Recipe, hp, splits, pipeline: str, device: torch.device
     return time.perf_counter() - t0
 
 
-def one_epoch(recipe: Recipe, hp, arrays, pipeline: str, device: torch.device) -> float:
+def one_epoch(recipe: Recipe, hp, splits, pipeline: str, device: torch.device) -> float:
     """Seconds of one full engine epoch (train + evaluate) with this pipeline."""
     gens = seed_everything(0, device)
-    splits = data_layer.make_splits(arrays, hp, gens["split"], device)
     ctx = RunContext(f"speed {pipeline}", 0, device, gens, pipeline, progress=False)
     return train(recipe.module, hp, splits, ctx).curves["epoch_time_s"][0]
 
@@ -54,7 +53,7 @@ def measure(recipe: Recipe, device: torch.device, arrays, repeats: int = 1,
         order = PIPELINES if rep % 2 == 0 else PIPELINES[::-1]
         for pipeline in order:
             times[pipeline]["batches"].append(batches_only(recipe, hp, splits, pipeline, device))
-            times[pipeline]["epoch"].append(one_epoch(recipe, hp, arrays, pipeline, device))
+            times[pipeline]["epoch"].append(one_epoch(recipe, hp, splits, pipeline, device))
             log(f"  repetition {rep + 1}/{repeats} {pipeline:8}: epoch {times[pipeline]['epoch'][-1]:.2f} s, "
                 f"batches alone {times[pipeline]['batches'][-1]:.2f} s")
     return {p: {k: statistics.median(v) for k, v in t.items()} for p, t in times.items()}

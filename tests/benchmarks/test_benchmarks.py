@@ -19,8 +19,8 @@ from bench.engine import ImageDataset
 from tests.conftest import synthetic_arrays
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-TORCH_RECIPES = [n for n in registry.names() if registry.load(n).uses_engine]
-AUGMENTED = [n for n in TORCH_RECIPES if registry.load(n).module.augmentations(registry.load(n).hparams)]
+TORCH_RECIPES = [r.name for r in registry.all_recipes() if r.uses_engine]
+AUGMENTED = [r.name for r in registry.all_recipes() if r.uses_engine and r.module.augmentations(r.hparams)]
 
 
 def _batch(hp, n):
