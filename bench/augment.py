@@ -72,6 +72,14 @@ class RandomAffine:
 
 
 @dataclass(frozen=True)
+class RandomRotation(RandomAffine):
+    """torchvision.transforms.RandomRotation (nearest, fill 0): the rotation part of RandomAffine alone."""
+
+    def faithful(self):
+        return T.RandomRotation(self.degrees)
+
+
+@dataclass(frozen=True)
 class RandomCrop:
     """torchvision.transforms.RandomCrop(size, padding) with zero padding."""
     size: int
@@ -212,15 +220,20 @@ def _stats(values: Sequence[float], like: torch.Tensor) -> torch.Tensor:
     return torch.tensor(values, dtype=like.dtype, device=like.device)[None, :, None, None]
 
 
+def _unit(x_uint8: torch.Tensor) -> torch.Tensor:
+    """Pixels on [0, 1] in torch's default float dtype (float32; float64 in the numerics probe)."""
+    return x_uint8.to(torch.get_default_dtype()).div(255)
+
+
 def normalize(x_uint8: torch.Tensor, mean, std) -> torch.Tensor:
     """ToTensor + Normalize, on a batch: the evaluation input of every pipeline."""
-    x = x_uint8.float().div(255)
+    x = _unit(x_uint8)
     return x.sub(_stats(mean, x)).div(_stats(std, x))
 
 
 def augment_batch(x_uint8: torch.Tensor, transforms, mean, std, gen) -> torch.Tensor:
     """The fast pipeline: pixel transforms, Normalize, normalized-space transforms."""
-    x = x_uint8.float().div(255)
+    x = _unit(x_uint8)
     for t in transforms:
         if t.stage == "pixel":
             x = t.batched(x, gen)

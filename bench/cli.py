@@ -77,10 +77,15 @@ def _run_options(args, recipe):
     if args.threads:
         set_threads(args.threads)
     overrides = _overrides(args)
-    hp, _ = apply_overrides(recipe.hparams, overrides)      # fail now on a bad --set
+    hp, parsed = apply_overrides(recipe.hparams, overrides)  # fail now on a bad --set
     check = getattr(recipe.module, "check_hparams", None)   # optional: settings the recipe cannot honour
     if check is not None:
         check(hp)
+    from .runner import preflight
+    broken = [c for c in preflight(recipe, hp)[1] if not c["ok"]]
+    if broken and not parsed:                                # a canonical run must be the document's model
+        raise UsageError(f"{recipe.label}: the canonical model breaks its constraint "
+                         f"{broken[0]['name']!r} ({broken[0]['detail']}); fix the recipe")
     device = resolve_device(args.device)
     if args.pipeline == "faithful" and not recipe.uses_engine:
         raise UsageError(f"{recipe.name} trains outside the torch engine; it has no torchvision pipeline")
@@ -89,7 +94,8 @@ def _run_options(args, recipe):
     read_records(results, recipe.name)                      # fail now on a record we cannot read
     return RunOptions(results=results, data_dir=data_layer.default_data_dir(args.data_dir), device=device,
                       pipeline=args.pipeline, overrides=overrides, force=args.force,
-                      progress=not args.no_progress, threads=args.threads)
+                      progress=not args.no_progress, threads=args.threads,
+                      stop_after=getattr(args, "stop_after", None))
 
 
 # ---------------------------------------------------------------- commands
@@ -117,13 +123,17 @@ def cmd_run(args) -> int:
     from .runner import code_version, effective_hparams, run_parallel, run_seeds
 
     code_version()                                          # the code as loaded, before any edit
-    recipe = registry.load(args.recipe)
+    recipe = registry.load(args.recipe, args.variant)
     opts = _run_options(args, recipe)
     seeds = list(range(args.seed_start, args.seed_start + args.seeds))
     hp, parsed = effective_hparams(recipe, opts)
     kind = "smoke (non-canonical)" if parsed else "canonical"
-    print(f"{recipe.name} [{recipe.fingerprint}] seeds {seeds[0]}..{seeds[-1]} on {opts.device}, "
-          f"pipeline {opts.pipeline}, {kind} run")
+    cut = f", stopping after epoch {opts.stop_after} of {hp.epochs}" if opts.stop_after else ""
+    print(f"{recipe.label} [{recipe.fingerprint}] seeds {seeds[0]}..{seeds[-1]} on {opts.device}, "
+          f"pipeline {opts.pipeline}, {kind} run{cut}")
+    for c in recipe.check_constraints(recipe.build_model(hp)):
+        if not c["ok"]:
+            print(f"note: this smoke run's model breaks {c['name']!r} ({c['detail']}); the records say so")
     if parsed:
         print("overrides: " + ", ".join(f"{k}={v!r}" for k, v in parsed.items()))
     if args.jobs > 1:
@@ -151,7 +161,7 @@ def cmd_data(args) -> int:
 
 
 def cmd_freeze(args) -> int:
-    changes = registry.freeze()
+    changes = registry.freeze(log=print)
     for name, (old, new) in sorted(changes.items()):
         print(f"{name}: {old} -> {new}")
     print(f"{registry.FROZEN_PATH} holds {len(registry.frozen())} recipe fingerprint(s)")
@@ -163,7 +173,7 @@ def cmd_check_determinism(args) -> int:
     from .engine import RunContext, train
     from .runner import effective_hparams
 
-    recipe = registry.load(args.recipe)
+    recipe = registry.load(args.recipe, args.variant)
     opts = _run_options(args, recipe)
     hp, _ = effective_hparams(recipe, opts)
     arrays = data_layer.load(hp.dataset, opts.data_dir)
@@ -230,6 +240,7 @@ def bounded_float(low: float, high: float = math.inf, closed_low: bool = True):
 
 def _add_run_args(p, seeds: bool = True):
     p.add_argument("--recipe", required=True, help="recipe name (python -m bench list)")
+    p.add_argument("--variant", help="one of the recipe's named readings (python -m bench list); canonical runs")
     if seeds:
         p.add_argument("--seeds", type=positive_int, default=1, help="number of seeds (default 1)")
         p.add_argument("--seed-start", type=nonnegative_int, default=0, help="first seed (default 0)")
@@ -242,6 +253,10 @@ def _add_run_args(p, seeds: bool = True):
     p.add_argument("--pipeline", choices=("fast", "faithful"), default="fast",
                    help="fast: batched augmentation on the device; faithful: the documents' torchvision pipeline")
     p.add_argument("--epochs", type=positive_int, help="smoke run: fewer epochs (non-canonical)")
+    if seeds:
+        p.add_argument("--stop-after", type=positive_int, metavar="K",
+                       help="train the first K epochs of the unchanged schedule and stop (a truncated record; "
+                            "rerun with a larger K, or without, to continue it)")
     p.add_argument("--train-limit", type=positive_int, help="smoke run: first K training images (non-canonical)")
     p.add_argument("--eval-limit", type=positive_int, help="smoke run: first K val/test images (non-canonical)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hyperparameter (non-canonical)")

@@ -127,6 +127,27 @@ def environment(device: torch.device) -> dict:
     }
 
 
+def _machine_id() -> str:
+    for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
+        try:
+            return Path(path).read_text().strip()
+        except OSError:
+            continue
+    return ""
+
+
+def host_identity(device: torch.device) -> str:
+    """One physical (or virtual) machine, not a kind of machine: two VMs with the same CPU model
+    and thread count can differ in speed and in bits, so timings and "already recorded" go by this.
+    The OS's machine id, the host name, the CPU and the kernels torch picked, and the GPU's UUID."""
+    parts = [_machine_id(), platform.node(), _cpu_model(), str(torch.backends.cpu.get_cpu_capability()),
+             str(os.cpu_count())]
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        parts += [props.name, str(getattr(props, "uuid", ""))]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
+
+
 def hardware(env: dict) -> str:
     """The GPU, or the CPU model with the kernels torch picked for it (bits differ between AVX2 and AVX512)."""
     return env.get("gpu") or " ".join(filter(None, (env.get("cpu"), env.get("cpu_capability")))) or "unknown"

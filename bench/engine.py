@@ -38,6 +38,11 @@ class RunContext:
     checkpoint: Optional[Path] = None
     key: str = ""
     progress: bool = True
+    stop_after: Optional[int] = None   # train the first K epochs of the unchanged schedule, then stop
+
+    def last_epoch(self, hp) -> int:
+        """How many epochs this call trains to: the schedule's end, or the --stop-after point before it."""
+        return hp.epochs if self.stop_after is None else min(self.stop_after, hp.epochs)
 
     def save_checkpoint(self, state: dict) -> None:
         if self.checkpoint is None:
@@ -70,6 +75,11 @@ class RunContext:
         return tqdm(range(start, total), initial=start, total=total, unit="epoch", dynamic_ncols=True,
                     desc=f"{self.name} seed {self.seed}", disable=not self.progress, mininterval=0.5)
 
+    def batch_bar(self, batches, total: int):
+        """Batches of one epoch, with a bar that appears only when the epoch takes more than a few seconds."""
+        return tqdm(batches, total=total, unit="batch", dynamic_ncols=True, leave=False, delay=3,
+                    desc="  epoch", disable=not self.progress, mininterval=0.5)
+
 
 @dataclass
 class TrainResult:
@@ -78,6 +88,8 @@ class TrainResult:
     epochs_run: int
     resumed_from: int = 0
     extra: dict = field(default_factory=dict)
+    truncated: bool = False                 # stopped by --stop-after before the schedule's end
+    state: Optional[dict] = field(default=None, repr=False)   # the final weights (not recorded)
 
 
 # ---------------------------------------------------------------- batches
@@ -142,8 +154,9 @@ def evaluate(model, split: Split, hp, loss_fn) -> tuple[float, float]:
     return loss_sum.item() / n, 100.0 * correct.item() / n
 
 
-def _evaluated(epoch: int, hp) -> bool:
-    return epoch % hp.eval_every == 0 or epoch == hp.epochs - 1
+def evaluated(epoch: int, hp, last: Optional[int] = None) -> bool:
+    """Evaluate (and checkpoint) every eval_every epochs, after the last, and where --stop-after stops."""
+    return epoch % hp.eval_every == 0 or epoch == hp.epochs - 1 or (last is not None and epoch == last - 1)
 
 
 # ---------------------------------------------------------------- the loop
@@ -177,7 +190,8 @@ def train(recipe, hp, data: Splits, ctx: RunContext) -> TrainResult:
         cached = normalize(data.train.x, hp.mean, hp.std)  # nothing random: normalize once
 
     pending_time = 0.0
-    bar = ctx.bar(start, hp.epochs)
+    last = ctx.last_epoch(hp)
+    bar = ctx.bar(start, last)
     for epoch in bar:
         t0 = time.perf_counter()
         model.train()
@@ -185,7 +199,7 @@ def train(recipe, hp, data: Splits, ctx: RunContext) -> TrainResult:
         correct = torch.zeros((), dtype=torch.int64, device=device)
         batches = (faithful_batches(loader, device) if ctx.pipeline == "faithful"
                    else fast_batches(data.train, hp, transforms, ctx.gens, cached))
-        for x, y in batches:
+        for x, y in ctx.batch_bar(batches, steps_per_epoch):
             optimizer.zero_grad(set_to_none=True)
             out = model(x)
             loss = loss_fn(out, y)
@@ -198,7 +212,7 @@ def train(recipe, hp, data: Splits, ctx: RunContext) -> TrainResult:
             loss_sum += loss.detach().double() * len(y)
             correct += (out.argmax(1) == y).sum()
 
-        if not _evaluated(epoch, hp):
+        if not evaluated(epoch, hp, last):
             if schedule is not None and schedule.step_on == "epoch":
                 schedule.scheduler.step()
             pending_time += time.perf_counter() - t0
@@ -225,7 +239,8 @@ def train(recipe, hp, data: Splits, ctx: RunContext) -> TrainResult:
                              "curves": curves})
     bar.close()
     return TrainResult(curves=curves, weights_sha256=weights_sha256(model.state_dict()),
-                       epochs_run=hp.epochs, resumed_from=start)
+                       epochs_run=max(last, start), resumed_from=start, truncated=last < hp.epochs,
+                       state=model.state_dict())
 
 
 # ---------------------------------------------------------------- selection rules

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Optional
+from typing import Any, Callable, ClassVar, Literal, Optional
+
+import numpy as np
 
 # The document's selection protocol behind a number: which epoch's model it comes from.
 SELECTIONS = ("final_epoch", "best_test_epoch", "best_val_acc", "best_val_loss")
@@ -20,14 +23,92 @@ SELECTIONS = ("final_epoch", "best_test_epoch", "best_val_acc", "best_val_loss")
 CLAIM_SELECTIONS = SELECTIONS + ("none",)
 # Where a claimed number was measured.
 MEASURED_ON = ("test", "val", "train", "model", "time")
-ASSUMPTION_SOURCES = ("stated", "assumed", "deviation")
+# stated: the document says it; author_code: the author's own code, where the page is silent or says
+# otherwise (../shared/RECIPES.md); assumed: our choice where both are silent; deviation: we knowingly differ.
+ASSUMPTION_SOURCES = ("stated", "author_code", "assumed", "deviation")
+
+
+# ---------------------------------------------------------------- hyperparameter domains
+
+@dataclass(frozen=True)
+class Domain:
+    """The values a hyperparameter accepts, checked before anything is written or downloaded."""
+    text: str                                   # e.g. "> 0", "one of fast, faithful"
+    ok: Callable[[Any], bool] = field(repr=False, compare=False)
+    optional: bool = False                      # None is accepted too
+
+    def why_not(self, name: str, value) -> Optional[str]:
+        if value is None:
+            return None if self.optional else f"{name} must be {self.text} (got None)"
+        try:
+            good = bool(self.ok(value))
+        except (TypeError, ValueError):
+            good = False
+        return None if good else f"{name} must be {self.text} (got {value!r})"
+
+    def or_none(self) -> "Domain":
+        return Domain(f"{self.text} or none", self.ok, optional=True)
+
+
+def _real(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def Positive() -> Domain:
+    return Domain("a finite number > 0", lambda v: _real(v) and v > 0)
+
+
+def NonNegative() -> Domain:
+    return Domain("a finite number >= 0", lambda v: _real(v) and v >= 0)
+
+
+def Finite() -> Domain:
+    return Domain("a finite number", _real)
+
+
+def AtLeast(low: int) -> Domain:
+    return Domain(f"an integer >= {low}", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low)
+
+
+def Fraction(high_open: bool = True) -> Domain:
+    """A probability: [0, 1) for dropout-like rates (a rate of 1 zeroes everything), else [0, 1]."""
+    return Domain("in [0, 1)" if high_open else "in [0, 1]",
+                  lambda v: _real(v) and 0 <= v and (v < 1 if high_open else v <= 1))
+
+
+def Between(low: float, high: float) -> Domain:
+    """An open interval, e.g. a multiplicative decay factor in (0, 1)."""
+    return Domain(f"in ({low:g}, {high:g})", lambda v: _real(v) and low < v < high)
+
+
+def OneOf(*choices) -> Domain:
+    return Domain("one of " + ", ".join(map(str, choices)), lambda v: v in choices)
+
+
+def Flag() -> Domain:
+    return Domain("true or false", lambda v: isinstance(v, bool))
+
+
+def Each(inner: Domain, length: Optional[int] = None) -> Domain:
+    """A tuple whose every element is in `inner` (and, if given, of exactly `length` elements)."""
+    def ok(v):
+        return (isinstance(v, tuple) and len(v) > 0 and (length is None or len(v) == length)
+                and all(inner.why_not("x", x) is None for x in v))
+    size = f"{length} " if length else "one or more "
+    return Domain(f"{size}value(s), each {inner.text}", ok)
+
+
+# Images in each dataset's training set, and channels per image: the bounds of splits and Normalize.
+DATASETS = {"mnist": (60_000, 1), "mnist_csv": (60_000, 1), "cifar10": (50_000, 3)}
 
 
 @dataclass(frozen=True, kw_only=True)
 class Hparams:
     """Fields the engine and the data layer read; a recipe subclasses it once to add its own.
 
-    Every field can be overridden with `--set key=value`, which marks a run non-canonical.
+    Every field can be overridden with `--set key=value`, which marks a run non-canonical. Every
+    field declares its domain in DOMAINS (a subclass adds its own fields' domains): a value outside
+    it is rejected when the hyperparameters are built, so a bad `--set` never starts a run.
     """
     dataset: str                      # "mnist" | "mnist_csv" | "cifar10"
     epochs: int                       # passes over the training split (fc_sigmoid: full-batch steps)
@@ -46,18 +127,40 @@ class Hparams:
     train_limit: Optional[int] = None  # smoke runs only: first K training images
     eval_limit: Optional[int] = None   # smoke runs only: first K validation and test images
 
+    DOMAINS: ClassVar[dict] = {
+        "dataset": OneOf(*DATASETS), "epochs": AtLeast(1), "batch_size": AtLeast(1), "lr": Positive(),
+        "eval_batch_size": AtLeast(1), "weight_decay": NonNegative(), "grad_clip": Positive().or_none(),
+        "shuffle": Flag(), "split": OneOf("official", "tail", "random"), "val_size": AtLeast(0),
+        "selection": OneOf(*SELECTIONS), "mean": Each(Finite()), "std": Each(Positive()),
+        "eval_every": AtLeast(1), "train_limit": AtLeast(1).or_none(), "eval_limit": AtLeast(1).or_none(),
+    }
+
+    @classmethod
+    def domains(cls) -> dict[str, Domain]:
+        """Every field's domain, the subclass's over the base's."""
+        out: dict[str, Domain] = {}
+        for klass in reversed(cls.__mro__):
+            out.update(vars(klass).get("DOMAINS", {}))
+        return out
+
     def __post_init__(self):
-        positive = ("epochs", "batch_size", "eval_batch_size", "eval_every", "train_limit", "eval_limit")
-        for name in positive:
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be at least 1 (got {value})")
-        if self.selection not in SELECTIONS:
-            raise ValueError(f"selection must be one of {', '.join(SELECTIONS)} (got {self.selection!r})")
-        if self.split not in ("official", "tail", "random"):
-            raise ValueError(f"split must be official, tail or random (got {self.split!r})")
-        if self.split != "official" and self.val_size < 1:
-            raise ValueError(f"split {self.split!r} needs val_size >= 1")
+        domains = self.domains()
+        for f in dataclasses.fields(self):
+            if f.name not in domains:
+                raise TypeError(f"{type(self).__name__}.{f.name} declares no domain (add it to DOMAINS)")
+            why = domains[f.name].why_not(f.name, getattr(self, f.name))
+            if why:
+                raise ValueError(why)
+        n_train, channels = DATASETS[self.dataset]
+        for name in ("mean", "std"):
+            if len(getattr(self, name)) != channels:
+                raise ValueError(f"{name} needs {channels} value(s), one per channel of {self.dataset} "
+                                 f"(got {getattr(self, name)!r})")
+        if self.split == "official" and self.val_size:
+            raise ValueError(f"val_size {self.val_size} needs a validation split (split is official)")
+        if self.split != "official" and not 1 <= self.val_size <= n_train - 1:
+            raise ValueError(f"split {self.split!r} needs 1 <= val_size <= {n_train - 1} "
+                             f"({self.dataset} has {n_train:,} training images; got {self.val_size})")
         if self.selection.startswith("best_val") and self.split == "official":
             raise ValueError(f"selection {self.selection!r} needs a validation split")
 
@@ -67,7 +170,7 @@ class Claim:
     """One number the document states, with the sentence it comes from."""
     metric: str          # key in a run record's metrics, e.g. "test_acc_best"
     value: float
-    quote: str           # the document's own words
+    quote: str           # the document's own words, a verbatim substring of the document
     selection: str       # one of CLAIM_SELECTIONS
     measured_on: str = "test"       # one of MEASURED_ON
     unit: str = "%"
@@ -75,6 +178,8 @@ class Claim:
     headline: bool = False          # exactly one claim per recipe is the headline
     aspiration: bool = False        # "should be around ..." is not a measurement
     copied_from: Optional[str] = None  # recipe whose claim this repeats verbatim
+    not_comparable: str = ""        # why our runs cannot measure this number the way the document did
+    runs_behind: Optional[int] = None  # the document says its number is the best of this many runs (1: its only run)
     note: str = ""
 
     @property
@@ -89,6 +194,8 @@ class Claim:
             out.append(f"identical to {self.copied_from}'s claim")
         if self.aspiration:
             out.append("aspiration, not a measurement")
+        if self.not_comparable:
+            out.append("not comparable")
         return out
 
 
@@ -99,6 +206,25 @@ class Assumption:
     value: str
     source: str = "assumed"   # one of ASSUMPTION_SOURCES
     why: str = ""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Another reading of the document, run under its own name: hyperparameters (which select code
+    paths in the recipe) that differ from the canonical reading, and the assumption rows it changes."""
+    name: str
+    hparams: dict                   # field -> value, applied over the recipe's HPARAMS
+    assumptions: tuple = ()         # Assumption rows replacing the canonical ones of the same name (or added)
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class LogPoint:
+    """One per-epoch number the document prints (its training log), quoted like a claim."""
+    epoch: int
+    metric: str          # curve name in a run record, e.g. "val_acc"
+    value: float
+    where: str           # where in the document, and the printed text
 
 
 @dataclass(frozen=True)
@@ -115,7 +241,10 @@ class Constraint:
     check: Callable[[Any], tuple[bool, str]] = field(repr=False, compare=False)
 
     def __call__(self, model) -> tuple[bool, str]:
-        return self.check(model)
+        ok, detail = self.check(model)
+        if not isinstance(ok, (bool, np.bool_)):   # a check returning "ok" or 1 would pass by accident
+            raise TypeError(f"constraint {self.name!r} returned {ok!r}; a check must return a bool")
+        return bool(ok), str(detail)
 
 
 def count_params(model) -> int:
@@ -152,20 +281,34 @@ def OutputShape(input_shape: tuple, output_shape: tuple) -> Constraint:
 
 
 def DropoutRate(p: float) -> Constraint:
+    """Every dropout layer of any kind (Dropout, Dropout1d/2d/3d, AlphaDropout...) drops with rate p."""
     def check(model):
-        import torch
-        rates = [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+        from torch.nn.modules.dropout import _DropoutNd
+        rates = [m.p for m in model.modules() if isinstance(m, _DropoutNd)]
         return bool(rates) and all(r == p for r in rates), f"dropout rates {rates}"
     return Constraint(f"dropout rate {p}", check)
 
 
-def ConvLayers(spec: list[tuple[int, int, int, int]]) -> Constraint:
-    """Every Conv2d in order as (in_channels, out_channels, kernel, padding)."""
+def _pair(v) -> tuple:
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+
+def ConvLayers(spec: list[tuple]) -> Constraint:
+    """Every Conv2d in order as (in, out, kernel, padding[, stride[, dilation[, groups]]]);
+    kernel, padding, stride and dilation may be an int (square) or a pair. Unlisted: stride 1,
+    dilation 1, groups 1, so a strided, dilated or grouped conv never passes for a plain one."""
+    def full(entry):
+        cin, cout, kernel, padding, *rest = entry
+        stride, dilation, groups = (list(rest) + [1, 1, 1][len(rest):])[:3]
+        return (cin, cout, _pair(kernel), _pair(padding), _pair(stride), _pair(dilation), groups)
+
+    want = [full(e) for e in spec]
+
     def check(model):
         import torch
-        got = [(m.in_channels, m.out_channels, m.kernel_size[0], m.padding[0])
-               for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
-        return got == list(spec), f"conv layers (in, out, kernel, padding) {got}"
+        got = [(m.in_channels, m.out_channels, _pair(m.kernel_size), _pair(m.padding), _pair(m.stride),
+                _pair(m.dilation), m.groups) for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+        return got == want, f"conv layers (in, out, kernel, padding, stride, dilation, groups) {got}"
     return Constraint(f"conv layers {list(spec)}", check)
 
 
@@ -208,7 +351,8 @@ def _parse(text: str, typ, name: str):
 
 def apply_overrides(hp: Hparams, assignments: dict[str, str]) -> tuple[Hparams, dict]:
     """Replace existing fields only, each parsed to its declared type; returns (hp, parsed)."""
-    hints = typing.get_type_hints(type(hp))
+    fields = hparam_fields(hp)
+    hints = {k: v for k, v in typing.get_type_hints(type(hp)).items() if k in fields}
     parsed = {}
     for name, text in assignments.items():
         if name not in hints:

@@ -1,11 +1,19 @@
 """Finds recipes by scanning recipes/*.py: the file name is the recipe name.
 
 No decorators and no hand-kept list; a module missing part of the contract is an error
-that names what is missing. Each recipe's fingerprint (hash of its source and its
-hyperparameters) is stored with every run and pinned in recipes/FROZEN.json.
+that names what is missing. A recipe may declare VARIANTS, other readings of its document,
+each loaded as its own Recipe (`registry.load(name, variant)`).
+
+A recipe's fingerprint says what ran: a hash of its code (parsed, so comments, docstrings,
+imports and the metadata CLAIMS, ASSUMPTIONS, CONSTRAINTS, VARIANTS and DOCUMENT_LOG do not
+count), its hyperparameters, its variant, and its numerics revision. recipes/FROZEN.json pins
+each fingerprint with the numbers a few training steps give on fixed synthetic data
+(bench/numerics.py); when those numbers move while the code did not (a harness change),
+`bench freeze` raises the revision, so runs of the old numerics are kept but never mixed in.
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
 import difflib
 import hashlib
@@ -15,30 +23,77 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from types import ModuleType
+from typing import Optional
 
 import torch
 
-from .recipe import Claim, count_params, declared_params
+from .recipe import Claim, LogPoint, Variant, count_params, declared_params
 
 REQUIRED = ("HPARAMS", "CLAIMS", "ASSUMPTIONS", "CONSTRAINTS", "build_model")
 TORCH_HOOKS = ("build_optimizer", "build_scheduler", "build_loss", "augmentations")
+METADATA = ("CLAIMS", "ASSUMPTIONS", "CONSTRAINTS", "VARIANTS", "DOCUMENT_LOG")
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 FROZEN_PATH = RECIPES_DIR / "FROZEN.json"
+FROZEN_FORMAT = 2
 HARNESS_FILES = ("engine.py", "augment.py", "data.py", "determinism.py")
 
 
 class RecipeError(Exception):
-    """Unknown recipe, or a recipe module that breaks the contract."""
+    """Unknown recipe or variant, or a recipe module that breaks the contract."""
+
+
+class _CodeOnly(ast.NodeTransformer):
+    """Drops what does not change what a recipe computes: docstrings, imports, metadata assignments."""
+
+    def generic_visit(self, node):
+        super().generic_visit(node)
+        body = getattr(node, "body", None)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body:
+            first = body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) \
+                    and isinstance(first.value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+        return node
+
+    def visit_Import(self, node):
+        return None
+
+    visit_ImportFrom = visit_Import
+
+    def visit_Assign(self, node):
+        names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+        return None if names and len(names) == len(node.targets) and set(names) <= set(METADATA) else node
+
+    def visit_AnnAssign(self, node):
+        return None if isinstance(node.target, ast.Name) and node.target.id in METADATA else node
+
+
+def code_hash(path: Path) -> str:
+    """Hash of what the module computes: its syntax tree without docstrings, imports and metadata."""
+    tree = _CodeOnly().visit(ast.parse(Path(path).read_text()))
+    return hashlib.sha256(ast.dump(tree, include_attributes=False).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
 class Recipe:
     name: str
     module: ModuleType
+    variant: Optional[Variant] = None
 
     @property
+    def label(self) -> str:
+        """`name` or `name:variant`: how FROZEN.json, the CLI and the report name this reading."""
+        return self.name if self.variant is None else f"{self.name}:{self.variant.name}"
+
+    @property
+    def variant_name(self) -> Optional[str]:
+        return None if self.variant is None else self.variant.name
+
+    @cached_property
     def hparams(self):
-        return self.module.HPARAMS
+        if self.variant is None:
+            return self.module.HPARAMS
+        return dataclasses.replace(self.module.HPARAMS, **self.variant.hparams)
 
     @property
     def claims(self) -> list[Claim]:
@@ -46,11 +101,32 @@ class Recipe:
 
     @property
     def assumptions(self):
-        return list(self.module.ASSUMPTIONS)
+        """The canonical rows, each replaced by the variant's row of the same name (new names appended)."""
+        rows = list(self.module.ASSUMPTIONS)
+        if self.variant is not None:
+            names = [a.name for a in rows]
+            for a in self.variant.assumptions:
+                if a.name in names:
+                    rows[names.index(a.name)] = a
+                else:
+                    rows.append(a)
+        return rows
+
+    @property
+    def changed_assumptions(self) -> list:
+        return list(self.variant.assumptions) if self.variant else []
 
     @property
     def constraints(self):
         return list(self.module.CONSTRAINTS)
+
+    @property
+    def variants(self) -> list[Variant]:
+        return list(getattr(self.module, "VARIANTS", []))
+
+    @property
+    def document_log(self) -> list[LogPoint]:
+        return list(getattr(self.module, "DOCUMENT_LOG", []))
 
     @property
     def doc(self) -> str:
@@ -70,20 +146,42 @@ class Recipe:
         return not hasattr(self.module, "train")
 
     @cached_property
-    def fingerprint(self) -> str:
-        text = Path(self.module.__file__).read_text().replace("\r\n", "\n")
+    def code(self) -> str:
+        return code_hash(Path(self.module.__file__))
+
+    def fingerprint_for(self, revision: int) -> str:
         hp = json.dumps(dataclasses.asdict(self.hparams), sort_keys=True, default=str)
-        return hashlib.sha256((text + "\n" + hp).encode()).hexdigest()[:16]
+        text = "\n".join([self.code, hp, f"variant {self.variant_name}", f"numerics revision {revision}"])
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def revision(self) -> int:
+        return int(frozen_entry(self.label).get("revision", 0))
+
+    @cached_property
+    def fingerprint(self) -> str:
+        return self.fingerprint_for(self.revision)
+
+    def build_model(self, hp=None):
+        """The model for these hyperparameters, built without disturbing anybody's RNG."""
+        with torch.random.fork_rng(devices=[]):
+            return self.module.build_model(hp if hp is not None else self.hparams)
 
     @cached_property
     def params(self) -> int:
-        """Measured on a freshly built model, without disturbing anybody's RNG."""
-        with torch.random.fork_rng(devices=[]):
-            return count_params(self.module.build_model(self.hparams))
+        return count_params(self.build_model())
 
     @property
     def declared_params(self):
         return declared_params(self.constraints)
+
+    def check_constraints(self, model) -> list[dict]:
+        """Every constraint on a built model: [{"name", "ok", "detail"}]."""
+        out = []
+        for c in self.constraints:
+            ok, detail = c(model)
+            out.append({"name": c.name, "ok": ok, "detail": detail})
+        return out
 
 
 def recipes_dir() -> Path:
@@ -94,7 +192,7 @@ def names() -> list[str]:
     return sorted(p.stem for p in RECIPES_DIR.glob("*.py") if not p.stem.startswith("_"))
 
 
-def load(name: str) -> Recipe:
+def _module(name: str) -> ModuleType:
     known = names()
     if name not in known:
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.4)
@@ -108,11 +206,39 @@ def load(name: str) -> Recipe:
         raise RecipeError(f"recipes/{name}.py lacks {', '.join(missing)} (see bench/recipe.py for the contract)")
     if sum(c.headline for c in module.CLAIMS) != 1:
         raise RecipeError(f"recipes/{name}.py must mark exactly one claim as headline=True")
-    return Recipe(name, module)
+    return module
+
+
+def load(name: str, variant: Optional[str] = None) -> Recipe:
+    """A recipe by file name, or `name:variant` / variant= for one of its named readings."""
+    if variant is None and ":" in name:
+        name, variant = name.split(":", 1)
+    module = _module(name)
+    if variant is None:
+        return Recipe(name, module)
+    found = {v.name: v for v in getattr(module, "VARIANTS", [])}
+    if variant not in found:
+        known = ", ".join(found) or "none"
+        raise RecipeError(f"{name} has no variant {variant!r} (its variants: {known}; `python -m bench list`)")
+    try:
+        recipe = Recipe(name, module, found[variant])
+        recipe.hparams                                   # a variant naming no field fails here, not mid-run
+    except (TypeError, ValueError) as exc:
+        raise RecipeError(f"recipes/{name}.py variant {variant!r}: {exc}") from None
+    return recipe
 
 
 def all_recipes() -> list[Recipe]:
+    """Every recipe's canonical reading."""
     return [load(n) for n in names()]
+
+
+def all_readings() -> list[Recipe]:
+    """Every recipe's canonical reading followed by its variants."""
+    out = []
+    for r in all_recipes():
+        out += [r] + [load(r.name, v.name) for v in r.variants]
+    return out
 
 
 def harness_hash() -> str:
@@ -123,15 +249,51 @@ def harness_hash() -> str:
     return h.hexdigest()[:16]
 
 
+# ---------------------------------------------------------------- FROZEN.json
+
+def frozen_all() -> dict[str, dict]:
+    """label -> {"fingerprint", "code", "revision", "numerics"} as pinned in FROZEN.json."""
+    if not FROZEN_PATH.exists():
+        return {}
+    data = json.loads(FROZEN_PATH.read_text())
+    if data.get("format") != FROZEN_FORMAT:
+        return {}
+    return data["recipes"]
+
+
+def frozen_entry(label: str) -> dict:
+    return frozen_all().get(label, {})
+
+
 def frozen() -> dict[str, str]:
-    return json.loads(FROZEN_PATH.read_text()) if FROZEN_PATH.exists() else {}
+    """label -> pinned fingerprint."""
+    return {k: v["fingerprint"] for k, v in frozen_all().items()}
 
 
-def freeze() -> dict[str, tuple]:
-    """Write every recipe's current fingerprint to FROZEN.json; returns what changed."""
-    old = frozen()
-    new = {r.name: r.fingerprint for r in all_recipes()}
-    changes = {n: (old.get(n), fp) for n, fp in new.items() if old.get(n) != fp}
-    changes.update({n: (fp, None) for n, fp in old.items() if n not in new})
-    FROZEN_PATH.write_text(json.dumps(new, indent=1, sort_keys=True) + "\n")
+def freeze(log=print) -> dict[str, tuple]:
+    """Pin every reading's fingerprint and numerics; returns label -> (old, new) for what changed.
+
+    The numbers of each reading are measured again: when they moved while its code and
+    hyperparameters did not, the harness changed what the recipe computes, and the revision
+    goes up, which gives the reading a new fingerprint.
+    """
+    from .numerics import differences, probe
+
+    old = frozen_all()
+    entries, changes = {}, {}
+    for r in all_readings():
+        numbers = probe(r)
+        before = old.get(r.label, {})
+        revision = int(before.get("revision", 0))
+        same_code = before.get("fingerprint") == r.fingerprint_for(revision)
+        if same_code and before.get("numerics") is not None and differences(before["numerics"], numbers):
+            revision += 1
+            log(f"{r.label}: same code, other numbers: numerics revision {revision}")
+        fingerprint = r.fingerprint_for(revision)
+        entries[r.label] = {"fingerprint": fingerprint, "code": r.code, "revision": revision, "numerics": numbers}
+        if before.get("fingerprint") != fingerprint:
+            changes[r.label] = (before.get("fingerprint"), fingerprint)
+    changes.update({k: (v.get("fingerprint"), None) for k, v in old.items() if k not in entries})
+    FROZEN_PATH.write_text(json.dumps({"format": FROZEN_FORMAT, "recipes": entries}, indent=1, sort_keys=True)
+                           + "\n")
     return changes

@@ -1,9 +1,11 @@
 """Runs a recipe over seeds: skip what is done, resume what was cut, record what finishes.
 
-Each (recipe, fingerprint, seed, overrides, pipeline, device type) is one run key. A run
-holds a lock on its key while it trains, checkpoints every evaluated epoch into
-results/<recipe>/partial/, and becomes a record only when complete. `--jobs K` starts K
-child `bench run` processes, one seed each, so concurrent seeds never share a process.
+Each (recipe, variant, fingerprint, seed, overrides, pipeline, device type, CPU thread count,
+host) is one run key: a run is only resumed or skipped on the machine and thread count that
+made it, since those change the bits. A run holds a lock on its key while it trains,
+checkpoints every evaluated epoch into results/<recipe>/partial/, and becomes a record when it
+finishes or reaches its --stop-after point (a truncated record, resumable to the end).
+`--jobs K` starts K child `bench run` processes, one seed each.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import math
 import os
 import subprocess
 import sys
@@ -25,11 +28,11 @@ import torch
 from tqdm import tqdm
 
 from . import data as data_layer
-from .determinism import environment, git_commit, machine_key, seed_everything
+from .determinism import environment, git_commit, host_identity, machine_key, seed_everything
 from .engine import RunContext, summarize, train
-from .recipe import apply_overrides
+from .recipe import DATASETS, OverrideError, apply_overrides, count_params
 from .registry import Recipe, harness_hash
-from .store import SCHEMA_VERSION, completed, partial_dir, read_records, run_lock, write_record
+from .store import SCHEMA_VERSION, partial_dir, read_records, run_lock, write_record
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,12 +47,51 @@ class RunOptions:
     force: bool = False
     progress: bool = True
     threads: Optional[int] = None
+    stop_after: Optional[int] = None
 
 
-def run_key(recipe: Recipe, seed: int, opts: RunOptions, parsed: dict) -> str:
-    what = {"recipe": recipe.name, "fingerprint": recipe.fingerprint, "seed": seed, "overrides": parsed,
-            "pipeline": opts.pipeline, "device": opts.device.type}
+def cpu_threads(opts: RunOptions) -> Optional[int]:
+    """The thread count a CPU run's bits depend on (None on a GPU)."""
+    return torch.get_num_threads() if opts.device.type == "cpu" else None
+
+
+def run_key(recipe: Recipe, seed: int, opts: RunOptions, parsed: dict, host: Optional[str] = None) -> str:
+    what = {"recipe": recipe.name, "variant": recipe.variant_name, "fingerprint": recipe.fingerprint, "seed": seed,
+            "overrides": parsed, "pipeline": opts.pipeline, "device": opts.device.type, "threads": cpu_threads(opts),
+            "host": host or host_identity(opts.device), "step": "eager"}
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def steps_per_epoch(hp) -> int:
+    """Optimizer steps in one epoch of these hyperparameters (the split and --train-limit applied)."""
+    n = DATASETS[hp.dataset][0] - (hp.val_size if hp.split != "official" else 0)
+    return math.ceil(min(n, hp.train_limit or n) / hp.batch_size)
+
+
+def preflight(recipe: Recipe, hp) -> tuple[int, list[dict]]:
+    """Build what a run builds before any data or record is touched: the model (its parameter count
+    and constraints) and, for engine recipes, its optimizer and scheduler at the run's steps per
+    epoch (a OneCycle schedule too short for its warm-up fails here, not mid-run)."""
+    model = recipe.build_model(hp)
+    constraints = recipe.check_constraints(model)
+    if recipe.uses_engine:
+        with torch.random.fork_rng(devices=[]):
+            try:
+                optimizer = recipe.module.build_optimizer(model, hp)
+                recipe.module.build_scheduler(optimizer, hp, steps_per_epoch(hp))
+            except (ArithmeticError, ValueError) as exc:
+                raise OverrideError(f"{recipe.label}: these settings give an optimizer or schedule torch rejects "
+                                    f"({exc.__class__.__name__}: {exc}); use more epochs or training images") from None
+    return count_params(model), constraints
+
+
+def done_here(records: list[dict], key: str, stop_after: Optional[int]) -> list[dict]:
+    """Records that make this run unnecessary: a finished one, or (for --stop-after K) one truncated at K or later."""
+    same = [r for r in records if r.get("key") == key]
+    finished = [r for r in same if r.get("status") == "complete"]
+    if finished or stop_after is None:
+        return finished
+    return [r for r in same if r.get("status") == "truncated" and (r.get("epochs_run") or 0) >= stop_after]
 
 
 def effective_hparams(recipe: Recipe, opts: RunOptions):
@@ -70,39 +112,45 @@ def run_seed(recipe: Recipe, seed: int, arrays: dict, opts: RunOptions,
              log: Callable[[str], None] = print) -> Optional[dict]:
     """Train one seed unless it is done or running elsewhere; returns the new record or None."""
     hp, parsed = effective_hparams(recipe, opts)
-    key = run_key(recipe, seed, opts, parsed)
+    host = host_identity(opts.device)
+    key = run_key(recipe, seed, opts, parsed, host)
     with run_lock(opts.results, recipe.name, key) as mine:
         if not mine:
-            log(f"{recipe.name} seed {seed}: another process is running it; skipped")
+            log(f"{recipe.label} seed {seed}: another process is running it; skipped")
             return None
         records, _ = read_records(opts.results, recipe.name)
-        done = completed(records, key)
+        done = done_here(records, key, opts.stop_after)
         if done and not opts.force:
-            log(f"{recipe.name} seed {seed}: already recorded ({Path(done[0]['_path']).name}); "
+            log(f"{recipe.label} seed {seed}: already recorded on this machine ({Path(done[0]['_path']).name}); "
                 "skipped (--force reruns into a new record)")
             return None
+        params, constraints = preflight(recipe, hp)
         gens = seed_everything(seed, opts.device)
         splits = data_layer.make_splits(arrays, hp, gens["split"], opts.device)
         checkpoint = partial_dir(opts.results, recipe.name) / f"{key}.pt"
-        ctx = RunContext(recipe.name, seed, opts.device, gens, opts.pipeline, checkpoint, key, opts.progress)
+        ctx = RunContext(recipe.label, seed, opts.device, gens, opts.pipeline, checkpoint, key, opts.progress,
+                         stop_after=opts.stop_after)
         started = _now()
         result = train(recipe.module, hp, splits, ctx) if recipe.uses_engine else recipe.module.train(hp, splits, ctx)
         metrics = summarize(result.curves, hp.selection)
         env = environment(opts.device)
-        metrics.update(params=recipe.params, wall_time_s=sum(result.curves["epoch_time_s"]))
+        metrics.update(params=params, wall_time_s=sum(result.curves["epoch_time_s"]))
         record = {
-            "schema_version": SCHEMA_VERSION, "recipe": recipe.name, "fingerprint": recipe.fingerprint,
-            "harness": code_version()[1], "key": key, "seed": seed, "canonical": not parsed,
-            "overrides": parsed, "pipeline": opts.pipeline, "hparams": dataclasses.asdict(hp),
-            "metrics": metrics, "curves": result.curves, "params": recipe.params,
-            "wall_time_s": metrics["wall_time_s"], "epochs_run": result.epochs_run,
+            "schema_version": SCHEMA_VERSION, "recipe": recipe.name, "variant": recipe.variant_name,
+            "fingerprint": recipe.fingerprint, "harness": code_version()[1], "key": key, "seed": seed,
+            "canonical": not parsed, "overrides": parsed, "pipeline": opts.pipeline, "step": "eager",
+            "hparams": dataclasses.asdict(hp), "metrics": metrics, "curves": result.curves, "params": params,
+            "constraints": constraints, "wall_time_s": metrics["wall_time_s"], "epochs_run": result.epochs_run,
+            "epochs_planned": hp.epochs, "stop_after": opts.stop_after, "truncated": result.truncated,
             "resumed_from_epoch": result.resumed_from, "device": str(opts.device), "env": env,
-            "machine": machine_key(env), "git_commit": code_version()[0], "started_at": started,
-            "finished_at": _now(), "weights_sha256": result.weights_sha256, "status": "complete",
+            "machine": machine_key(env), "host": host, "threads": cpu_threads(opts),
+            "git_commit": code_version()[0], "started_at": started, "finished_at": _now(),
+            "weights_sha256": result.weights_sha256, "status": "truncated" if result.truncated else "complete",
             "assumptions": [dataclasses.asdict(a) for a in recipe.assumptions], "extra": result.extra,
         }
         path = write_record(opts.results, record)
-        checkpoint.unlink(missing_ok=True)
+        if not result.truncated:       # a truncated run keeps its checkpoint: a later call continues it
+            checkpoint.unlink(missing_ok=True)
         record["_path"] = str(path)
         return record
 
@@ -116,18 +164,21 @@ def run_seeds(recipe: Recipe, seeds: list[int], opts: RunOptions, log=print) -> 
         if record is not None:
             out.append(record)
             m = record["metrics"]
-            log(f"{recipe.name} seed {seed}: test acc {m['test_acc_selected']:.2f}% ({hp.selection}), "
-                f"honest {m['test_acc_honest']:.2f}%, {record['wall_time_s']:.0f} s -> {record['_path']}")
+            cut = f" (truncated at epoch {record['epochs_run']} of {hp.epochs})" if record["truncated"] else ""
+            log(f"{recipe.label} seed {seed}: test acc {m['test_acc_selected']:.2f}% ({hp.selection}), "
+                f"honest {m['test_acc_honest']:.2f}%, {record['wall_time_s']:.0f} s{cut} -> {record['_path']}")
     return out
 
 
 def child_command(recipe: Recipe, seed: int, opts: RunOptions, threads: int) -> list[str]:
-    cmd = [sys.executable, "-m", "bench", "run", "--recipe", recipe.name, "--seeds", "1",
+    cmd = [sys.executable, "-m", "bench", "run", "--recipe", recipe.label, "--seeds", "1",
            "--seed-start", str(seed), "--device", str(opts.device), "--pipeline", opts.pipeline,
            "--results", str(opts.results), "--data-dir", str(opts.data_dir), "--no-progress",
            "--threads", str(threads)]
     for k, v in opts.overrides.items():
         cmd += ["--set", f"{k}={v}"]
+    if opts.stop_after is not None:
+        cmd += ["--stop-after", str(opts.stop_after)]
     return cmd + (["--force"] if opts.force else [])
 
 
@@ -157,13 +208,13 @@ def run_parallel(recipe: Recipe, seeds: list[int], opts: RunOptions, jobs: int, 
     with ThreadPoolExecutor(jobs) as pool:
         futures = [pool.submit(one, seed) for seed in seeds]
         for future in tqdm(as_completed(futures), total=len(seeds), unit="seed",
-                           desc=f"{recipe.name} x{jobs}", disable=not opts.progress):
+                           desc=f"{recipe.label} x{jobs}", disable=not opts.progress):
             seed, rc, tail, log_path = future.result()
             if rc == 0:
                 log(tail)
                 log_path.unlink(missing_ok=True)
             else:
                 failures += 1
-                log(f"{recipe.name} seed {seed}: child exited {rc}; log kept at {log_path}")
+                log(f"{recipe.label} seed {seed}: child exited {rc}; log kept at {log_path}")
     log(f"{len(seeds)} seed(s) with {jobs} jobs in {time.perf_counter() - t0:.1f} s")
     return failures

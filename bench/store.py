@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)   # 1: before variants, host identity and truncated runs
 REQUIRED_FIELDS = ("schema_version", "recipe", "fingerprint", "seed", "canonical", "overrides", "metrics",
                    "curves", "params", "wall_time_s", "epochs_run", "device", "env", "git_commit",
                    "started_at", "weights_sha256", "status")
@@ -95,7 +96,7 @@ def read_record(path: Path) -> dict:
     if not isinstance(record, dict):
         raise ValueError("not a JSON object")
     version = record.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_VERSIONS:
         raise StoreError(f"{path}: schema_version {version!r} is not one this bench reads "
                          f"({SCHEMA_VERSION}); upgrade bench or move the file out of the results folder")
     missing = [k for k in REQUIRED_FIELDS if k not in record]
@@ -136,17 +137,31 @@ def completed(records: list[dict], key: str) -> list[dict]:
 def run_lock(results: Path, recipe: str, key: str) -> Iterator[bool]:
     """An exclusive lock per run key; yields False when another process holds it.
 
-    flock is released by the kernel when its holder dies, so a killed run never blocks.
+    flock is released by the kernel when its holder dies, so a killed run never blocks. The
+    holder removes the file when it is done; a process that locked a file just removed by
+    its previous holder sees that its path now names another file (or none) and tries again.
     """
     folder = partial_dir(results, recipe)
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / f"{key}.lock", "a+") as f:
+    path = folder / f"{key}.lock"
+    while True:
+        f = open(path, "a+")
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            f.close()
             yield False
             return
         try:
-            yield True
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+            same = os.fstat(f.fileno()).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        f.close()                              # locked a file that was unlinked meanwhile: retry
+    try:
+        yield True
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        f.close()

@@ -6,13 +6,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from bench.recipe import Assumption, Claim, ExactParams, Hparams, OutputShape
+from bench.recipe import Assumption, Claim, ExactParams, Finite, Hparams, OutputShape, Positive
 
 
 @dataclass(frozen=True, kw_only=True)
 class FcSigmoidHparams(Hparams):
     init_mean: float = 0.01    # weights ~ normal(init_mean, init_std)
     init_std: float = 0.1
+
+    DOMAINS = {"init_mean": Finite(), "init_std": Positive()}
 
 
 HPARAMS = FcSigmoidHparams(

@@ -6,12 +6,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from bench.recipe import Assumption, Claim, ExactParams, Hparams, OutputShape
+from bench.recipe import Assumption, Claim, ExactParams, Flag, Hparams, OutputShape, Variant
 
 
 @dataclass(frozen=True, kw_only=True)
 class LenetHparams(Hparams):
-    pass
+    fc_relu: bool = False      # ReLU after each hidden FC layer (the text puts ReLU only around conv+pool)
+
+    DOMAINS = {"fc_relu": Flag()}
 
 
 HPARAMS = LenetHparams(
@@ -42,12 +44,22 @@ ASSUMPTIONS = [
 ]
 
 
+VARIANTS = [
+    Variant("relu_between_fc", {"fc_relu": True},
+            assumptions=(Assumption("FC activations", "ReLU after FC 400->120 and after FC 120->84", "assumed",
+                                    "without it the three FC layers collapse to one linear map; LeNet-5 has them"),),
+            why="the text names ReLU only around the conv+pool blocks, but three linear layers in a row are one "
+                "linear map: the usual LeNet reading puts ReLU between them"),
+]
+
+
 def build_model(hp: LenetHparams) -> nn.Module:
+    act = nn.ReLU if hp.fc_relu else nn.Identity
     return nn.Sequential(
         nn.Conv2d(1, 6, 5, padding=2), nn.MaxPool2d(2), nn.ReLU(),     # 28 -> 14
         nn.Conv2d(6, 16, 5), nn.MaxPool2d(2), nn.ReLU(),               # 14 -> 10 -> 5
         nn.Flatten(),
-        nn.Linear(16 * 5 * 5, 120), nn.Linear(120, 84), nn.Linear(84, 10),
+        nn.Linear(16 * 5 * 5, 120), act(), nn.Linear(120, 84), act(), nn.Linear(84, 10),
     )
 
 

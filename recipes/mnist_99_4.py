@@ -6,9 +6,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from bench.augment import RandomAffine
-from bench.recipe import (Assumption, Claim, ConvLayers, DropoutRate, ExactParams, Hparams, MaxParams,
-                          OutputShape, Schedule)
+from bench.augment import RandomAffine, RandomRotation
+from bench.recipe import (Assumption, Between, Claim, ConvLayers, DropoutRate, ExactParams, Fraction, Hparams,
+                          MaxParams, NonNegative, OneOf, OutputShape, Positive, Schedule, Variant)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -20,6 +20,12 @@ class Mnist994Hparams(Hparams):
     dropout: float = 0.4            # after conv3 and after FC1
     degrees: float = 10.0           # random rotation range, +- degrees
     translate: float = 0.1          # random translation, fraction of width/height
+    augmentation: str = "one_affine"  # "one_affine": RandomAffine(degrees, translate);
+                                      # "rotation_then_translation": RandomRotation, then RandomAffine(0, translate)
+
+    DOMAINS = {"max_lr": Positive(), "pct_start": Between(0, 1), "div_factor": Positive(),
+               "final_div_factor": Positive(), "dropout": Fraction(), "degrees": NonNegative(),
+               "translate": Fraction(), "augmentation": OneOf("one_affine", "rotation_then_translation")}
 
 
 HPARAMS = Mnist994Hparams(
@@ -63,6 +69,16 @@ ASSUMPTIONS = [
 ]
 
 
+VARIANTS = [
+    Variant("rotation_then_translation", {"augmentation": "rotation_then_translation"},
+            assumptions=(Assumption("augmentation", "RandomRotation(10), then RandomAffine(0, translate=(0.1, 0.1)), "
+                                    "each nearest with fill 0, then Normalize(0.1307, 0.3081)", "assumed",
+                                    "the README lists rotation and translation as two items: two transforms, "
+                                    "two resamplings"),),
+            why="the README's two augmentation bullets read as two torchvision transforms applied in turn"),
+]
+
+
 def build_model(hp: Mnist994Hparams) -> nn.Module:
     def block(cin, cout):
         return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2))
@@ -99,4 +115,6 @@ def build_loss(hp):
 
 
 def augmentations(hp):
+    if hp.augmentation == "rotation_then_translation":
+        return [RandomRotation(hp.degrees), RandomAffine(0.0, translate=(hp.translate, hp.translate))]
     return [RandomAffine(degrees=hp.degrees, translate=(hp.translate, hp.translate))]

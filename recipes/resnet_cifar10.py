@@ -9,17 +9,20 @@ from torch import nn
 
 from bench.augment import Cutout, RandomCrop, RandomHorizontalFlip
 from bench.layers import GlobalAvgPool
-from bench.recipe import Assumption, Claim, ExactParams, Hparams, OutputShape, Schedule
+from bench.recipe import AtLeast, Assumption, Between, Claim, ExactParams, Fraction, Hparams, NonNegative, OutputShape, Schedule
 
 
 @dataclass(frozen=True, kw_only=True)
 class ResnetCifarHparams(Hparams):
     momentum: float = 0.0          # SGD momentum (unstated)
-    plateau_patience: int = 2      # epochs without a lower validation loss before lr is cut
+    plateau_patience: int = 1      # ReduceLROnPlateau patience: the lr is cut at the 2nd epoch without a lower val loss
     plateau_factor: float = 0.5    # lr multiplier on a plateau
     crop_padding: int = 4          # RandomCrop(32, padding) in pixels
     flip_p: float = 0.5            # RandomHorizontalFlip probability
     cutout: int = 3                # side of the one square Cutout hole, in pixels
+
+    DOMAINS = {"momentum": Fraction(), "plateau_patience": AtLeast(0), "plateau_factor": Between(0, 1),
+               "crop_padding": AtLeast(0), "flip_p": Fraction(high_open=False), "cutout": AtLeast(1)}
 
 
 HPARAMS = ResnetCifarHparams(
@@ -42,7 +45,9 @@ ASSUMPTIONS = [
                "identical for a 1x1 output, and deterministic on CUDA"),
     Assumption("optimizer", "SGD(lr=0.05), batch 128", "stated"),
     Assumption("momentum and weight decay", "0 and 0", "assumed", "unstated"),
-    Assumption("scheduler", "ReduceLROnPlateau on validation loss, patience 2, factor 0.5", "stated"),
+    Assumption("scheduler", "ReduceLROnPlateau(mode min, patience=1, factor 0.5) on the validation loss", "stated",
+               "the text halves the lr when the loss has not fallen for 2 epochs in a row; PyTorch cuts when the "
+               "epochs without improvement exceed patience, so that is patience=1 (patience=2 would wait 3)"),
     Assumption("selection", "keep the checkpoint with the lowest validation loss; report its test accuracy",
                "stated"),
     Assumption("epochs", "68; the resumed 5-epoch runs (count unstated, each resetting lr and best loss) are "

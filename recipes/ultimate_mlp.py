@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.augment import RandomAffine
-from bench.recipe import Assumption, Claim, ExactParams, Hparams, OutputShape, Schedule
+from bench.recipe import (AtLeast, Assumption, Between, Claim, Each, ExactParams, Fraction, Hparams, NonNegative,
+                          OutputShape, Positive, Schedule)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -25,6 +26,11 @@ class UltimateMlpHparams(Hparams):
     degrees: float = 3.0                      # RandomAffine rotation range, +- degrees
     translate: float = 0.05                   # RandomAffine shift, fraction of width/height
     shear: float = 5.0                        # RandomAffine x-shear range, +- degrees
+
+    DOMAINS = {"betas": Each(Fraction(), length=2), "max_lr": Positive(), "pct_start": Between(0, 1),
+               "div_factor": Positive(), "final_div_factor": Positive(), "hidden": AtLeast(4),
+               "dropouts": Each(Fraction(), length=3), "focal_gamma": NonNegative(), "focal_alpha": Positive(),
+               "degrees": NonNegative(), "translate": Fraction(), "shear": NonNegative()}
 
 
 HPARAMS = UltimateMlpHparams(

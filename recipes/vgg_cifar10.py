@@ -9,7 +9,8 @@ from torch import nn
 
 from bench.augment import RandomCrop, RandomErasing, RandomHorizontalFlip
 from bench.layers import GlobalAvgPool
-from bench.recipe import Assumption, Claim, ExactParams, Hparams, OutputShape, Schedule
+from bench.recipe import (AtLeast, Assumption, Claim, ExactParams, Fraction, Hparams, OneOf, OutputShape,
+                          Schedule, Variant)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -18,10 +19,15 @@ class VggCifarHparams(Hparams):
     crop_padding: int = 4      # RandomCrop(32, padding) in pixels
     flip_p: float = 0.5        # RandomHorizontalFlip probability
     erasing_p: float = 0.5     # RandomErasing probability (torchvision default box sizes)
+    init: str = "author"       # "author": kaiming_normal_(fan_out, relu) convs, N(0, 0.01) linear, zero biases;
+                               # "torch": PyTorch's default initialisation
+
+    DOMAINS = {"in_channels": OneOf(3), "crop_padding": AtLeast(0), "flip_p": Fraction(high_open=False), "erasing_p": Fraction(),
+               "init": OneOf("author", "torch")}
 
 
 HPARAMS = VggCifarHparams(
-    dataset="cifar10", split="random", val_size=10_000, epochs=200, batch_size=128, lr=1e-3, weight_decay=0.01,
+    dataset="cifar10", split="random", val_size=10_000, epochs=200, batch_size=128, lr=1e-3, weight_decay=1e-3,
     mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616), selection="final_epoch",
 )
 
@@ -40,7 +46,11 @@ ASSUMPTIONS = [
     Assumption("model", "as vgg_mnist with 3 input channels", "stated"),
     Assumption("global pool", "x.mean((2, 3)) instead of AdaptiveAvgPool2d((1, 1))", "deviation",
                "identical for a 1x1 output, and deterministic on CUDA (AdaptiveAvgPool2d's backward is not)"),
-    Assumption("optimizer", "AdamW(lr=1e-3), default weight decay 0.01, batch 128, 200 epochs", "stated"),
+    Assumption("optimizer", "AdamW(lr=1e-3), batch 128, 200 epochs", "stated"),
+    Assumption("weight decay", "1e-3", "author_code", "the page names none; the author's script used 1e-3 "
+               "(PyTorch's default 0.01 is the variant page_defaults)"),
+    Assumption("initialization", "kaiming_normal_(fan_out, relu) conv weights, N(0, 0.01) linear weights, zero "
+               "biases; BatchNorm weight 1, bias 0", "author_code", "the page is silent; the author's script"),
     Assumption("scheduler", "CosineAnnealingLR(T_max=200) stepped once per epoch", "assumed"),
     Assumption("augmentation", "RandomCrop(32, padding=4), RandomHorizontalFlip(0.5), Normalize(CIFAR-10 "
                "mean/std), then RandomErasing(p=0.5, torchvision defaults, value 0)", "assumed",
@@ -60,12 +70,36 @@ def _layer(cin: int, cout: int) -> nn.Sequential:
     )
 
 
+def _init(model: nn.Module) -> None:
+    """The author's script: kaiming normal (fan_out) conv weights, N(0, 0.01) linear weights, zero biases."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0, 0.01)
+            nn.init.zeros_(m.bias)
+
+
+VARIANTS = [
+    Variant("page_defaults", {"weight_decay": 0.01, "init": "torch"},
+            assumptions=(Assumption("weight decay", "0.01 (AdamW's default)", "assumed",
+                                    "the page names no weight decay; a reader without the script takes the default"),
+                         Assumption("initialization", "PyTorch defaults", "assumed", "the page does not say")),
+            why="the page alone: PyTorch's defaults where it is silent, instead of the author's script"),
+]
+
+
 def build_model(hp: VggCifarHparams) -> nn.Module:
-    return nn.Sequential(
+    model = nn.Sequential(
         nn.Conv2d(hp.in_channels, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
         _layer(64, 128), _layer(128, 256), _layer(256, 512),
         GlobalAvgPool(), nn.Linear(512, 10),
     )
+    if hp.init == "author":
+        _init(model)
+    return model
 
 
 CONSTRAINTS = [ExactParams(4_657_226), OutputShape((1, 3, 32, 32), (1, 10))]

@@ -8,7 +8,8 @@ from torch import nn
 
 from bench.augment import RandomCrop, RandomHorizontalFlip
 from bench.layers import GlobalAvgPool
-from bench.recipe import Assumption, Claim, ExactParams, Hparams, OutputShape, Schedule
+from bench.recipe import (AtLeast, Assumption, Claim, ExactParams, Fraction, Hparams, OneOf, OutputShape,
+                          Schedule, Variant)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -16,10 +17,15 @@ class VggMnistHparams(Hparams):
     in_channels: int = 1
     crop_padding: int = 2      # RandomCrop(28, padding) in pixels
     flip_p: float = 0.5        # RandomHorizontalFlip probability
+    init: str = "author"       # "author": kaiming_normal_(fan_out, relu) convs, N(0, 0.01) linear, zero biases;
+                               # "torch": PyTorch's default initialisation
+
+    DOMAINS = {"in_channels": OneOf(1), "crop_padding": AtLeast(0), "flip_p": Fraction(high_open=False),
+               "init": OneOf("author", "torch")}
 
 
 HPARAMS = VggMnistHparams(
-    dataset="mnist", split="random", val_size=12_000, epochs=100, batch_size=128, lr=1e-3, weight_decay=0.01,
+    dataset="mnist", split="random", val_size=12_000, epochs=100, batch_size=128, lr=1e-3, weight_decay=1e-3,
     mean=(0.1307,), std=(0.3081,), selection="final_epoch",
 )
 
@@ -39,7 +45,11 @@ ASSUMPTIONS = [
                "(64->128->256->512); global average pool; Linear(512, 10)", "stated"),
     Assumption("global pool", "x.mean((2, 3)) instead of AdaptiveAvgPool2d((1, 1))", "deviation",
                "identical for a 1x1 output, and deterministic on CUDA (AdaptiveAvgPool2d's backward is not)"),
-    Assumption("optimizer", "AdamW(lr=1e-3), default weight decay 0.01, batch 128, 100 epochs", "stated"),
+    Assumption("optimizer", "AdamW(lr=1e-3), batch 128, 100 epochs", "stated"),
+    Assumption("weight decay", "1e-3", "author_code", "the page names none; the author's script used 1e-3 "
+               "(PyTorch's default 0.01 is the variant page_defaults)"),
+    Assumption("initialization", "kaiming_normal_(fan_out, relu) conv weights, N(0, 0.01) linear weights, zero "
+               "biases; BatchNorm weight 1, bias 0", "author_code", "the page is silent; the author's script"),
     Assumption("scheduler", "CosineAnnealingLR(T_max=100) stepped once per epoch", "assumed"),
     Assumption("augmentation", "RandomCrop(28, padding=2), RandomHorizontalFlip(0.5), Normalize(0.1307, 0.3081)",
                "assumed", "the text names random crop, random flip and normalization without magnitudes"),
@@ -57,12 +67,36 @@ def _layer(cin: int, cout: int) -> nn.Sequential:
     )
 
 
+def _init(model: nn.Module) -> None:
+    """The author's script: kaiming normal (fan_out) conv weights, N(0, 0.01) linear weights, zero biases."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0, 0.01)
+            nn.init.zeros_(m.bias)
+
+
+VARIANTS = [
+    Variant("page_defaults", {"weight_decay": 0.01, "init": "torch"},
+            assumptions=(Assumption("weight decay", "0.01 (AdamW's default)", "assumed",
+                                    "the page names no weight decay; a reader without the script takes the default"),
+                         Assumption("initialization", "PyTorch defaults", "assumed", "the page does not say")),
+            why="the page alone: PyTorch's defaults where it is silent, instead of the author's script"),
+]
+
+
 def build_model(hp: VggMnistHparams) -> nn.Module:
-    return nn.Sequential(
+    model = nn.Sequential(
         nn.Conv2d(hp.in_channels, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
         _layer(64, 128), _layer(128, 256), _layer(256, 512),
         GlobalAvgPool(), nn.Linear(512, 10),
     )
+    if hp.init == "author":
+        _init(model)
+    return model
 
 
 CONSTRAINTS = [ExactParams(4_656_074), OutputShape((1, 1, 28, 28), (1, 10))]

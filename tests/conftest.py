@@ -4,25 +4,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from bench import data as data_layer
+from bench.numerics import synthetic_arrays  # noqa: F401  (the tests' synthetic data)
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def synthetic_arrays(n_train=256, n_test=128, channels=1, size=28, seed=0) -> dict[str, np.ndarray]:
-    """Random uint8 images whose label is readable from the image (so a step can learn)."""
-    rng = np.random.default_rng(seed)
-    out = {}
-    for split, n in (("train", n_train), ("test", n_test)):
-        y = rng.integers(0, 10, n)
-        x = rng.integers(0, 60, (n, channels, size, size), dtype=np.uint8)
-        for i, label in enumerate(y):
-            x[i, :, 2 + 2 * label: 4 + 2 * label, 4:size - 4] = 255
-        out[f"{split}_x"], out[f"{split}_y"] = x, y.astype(np.int64)
-    return out
 
 
 @pytest.fixture

@@ -264,3 +264,19 @@ def test_pipeline_comparison_can_fail():
     assert pipeline_z([RandomAffine(10, (0.05, 0.1))], [RandomAffine(10, (0.1, 0.1))], x, *MNIST) > 6
     cifar = [RandomCrop(32, 4), RandomHorizontalFlip(0.5)]
     assert pipeline_z([RandomCrop(32, 4), RandomHorizontalFlip(0.3)], cifar, template(3, 32), *CIFAR) > 6
+
+
+@pytest.mark.parametrize("channels,size", SHAPES)
+def test_rotation_matches_torchvision_rotate(channels, size):
+    """RandomRotation's fast op is RandomAffine's rotation; torchvision's rotate agrees up to rounding ties.
+    rotate(a) turns counter-clockwise and affine(a) clockwise, so angle a here is rotate(-a): the same
+    law, since the angle is drawn uniformly from a symmetric range."""
+    from bench.augment import RandomRotation
+    x = images(channels, size)
+    angles = torch.tensor([0.0, 10.0, -7.5, 3.0])
+    zero = torch.zeros(4)
+    out = RandomRotation(10).apply(x, params(angle=angles, tx=zero, ty=zero, shear_x=zero, shear_y=zero))
+    for i, a in enumerate(angles.tolist()):
+        ref = TF.rotate(x[i], -a, interpolation=InterpolationMode.NEAREST, fill=0.0)
+        assert (out[i] != ref).float().mean() < 0.005, a
+    assert isinstance(RandomRotation(10).faithful(), T.RandomRotation)

@@ -121,7 +121,7 @@ def test_overrides_are_typed_and_only_for_existing_fields():
         apply_overrides(MNIST_99_4.hparams, {"epoch": "3"})
     with pytest.raises(OverrideError, match="epochs is int"):
         apply_overrides(MNIST_99_4.hparams, {"epochs": "3.5"})
-    with pytest.raises(OverrideError, match="at least 1"):
+    with pytest.raises(OverrideError, match="epochs must be an integer >= 1"):
         apply_overrides(MNIST_99_4.hparams, {"epochs": "0"})
 
 

@@ -54,9 +54,9 @@ def test_gradients_match_torch_autograd():
 def test_model_counts_the_declared_parameters_and_evaluates_without_dropout():
     model = numpy_cnn.build_model(numpy_cnn.HPARAMS).eval()
     assert model.num_params() == 297_790
-    x = np.random.default_rng(0).random((3, 1, 28, 28), dtype=np.float32)
+    x = np.random.default_rng(0).random((3, 1, 28, 28))
     out = model.forward(x)
-    assert out.shape == (3, 10) and out.dtype == np.float32 and model.cache["mask"] is None
+    assert out.shape == (3, 10) and out.dtype == np.float64 and model.cache["mask"] is None
     np.testing.assert_array_equal(out, model.forward(x))
 
 
@@ -106,7 +106,7 @@ def test_a_checkpoint_of_another_run_is_ignored(tmp_path):
 
 def test_plateau_halves_lr_and_early_stop_ends_the_run(monkeypatch):
     """With nothing to learn (constant validation accuracy) the schedule alone decides."""
-    monkeypatch.setattr(numpy_cnn, "_evaluate", lambda model, x, y, batch: (1.0, 50.0, 32))
+    monkeypatch.setattr(numpy_cnn, "_evaluate", lambda model, x, y, batch, clip: (1.0, 50.0, 32))
     hp = dataclasses.replace(numpy_cnn.HPARAMS, epochs=50, val_size=64, batch_size=128, plateau_patience=2,
                              early_stop_patience=5)
     gens = seed_everything(0, torch.device("cpu"))
@@ -119,13 +119,17 @@ def test_plateau_halves_lr_and_early_stop_ends_the_run(monkeypatch):
     assert result.extra["early_stopped"] is True
 
 
-def test_init_uses_its_own_stream():
-    a = numpy_cnn.build_model(numpy_cnn.HPARAMS, np.random.default_rng(stream_seed(5, "init")))
-    b = numpy_cnn.build_model(numpy_cnn.HPARAMS, np.random.default_rng(stream_seed(5, "init")))
+def test_init_uses_its_own_stream_and_each_reading_its_law():
+    torch_init = dataclasses.replace(numpy_cnn.HPARAMS, init="torch")
+    a = numpy_cnn.build_model(torch_init, np.random.default_rng(stream_seed(5, "init")))
+    b = numpy_cnn.build_model(torch_init, np.random.default_rng(stream_seed(5, "init")))
     for k in a.params:
         np.testing.assert_array_equal(a.params[k], b.params[k])
         bound = 1 / math.sqrt(a.params[k.replace("bias", "weight")][0].size)
         assert np.abs(a.params[k]).max() <= bound
+    author = numpy_cnn.build_model(numpy_cnn.HPARAMS, np.random.default_rng(0))   # every tensor ~ N(0, 0.01^2)
+    values = np.concatenate([p.ravel() for p in author.params.values()])
+    assert abs(values.mean()) < 1e-3 and values.std() == pytest.approx(0.01, rel=0.01)
 
 
 def test_unsupported_override_is_bad_input_exit_2(tmp_path, capsys):
@@ -135,3 +139,68 @@ def test_unsupported_override_is_bad_input_exit_2(tmp_path, capsys):
     assert rc == 2
     assert "numpy_cnn does not implement weight_decay" in capsys.readouterr().err
     assert not list((tmp_path / "r").rglob("*.json"))
+
+
+# ---------------------------------------------------------------- the author's arithmetic (the canonical reading)
+
+def test_clipped_loss_matches_autograd_of_the_authors_backward():
+    """-log(clip(p_y)) forward; backward through 1/clip(p_y) and the full softmax Jacobian (no clip mask)."""
+    rng = np.random.default_rng(4)
+    logits = rng.normal(0, 4, (16, 10))               # confident rows: some p_y clipped at both ends
+    y = rng.integers(0, 10, 16)
+    loss, grad, _ = numpy_cnn.softmax_cross_entropy(logits, y, clip=0.01)
+    z = torch.tensor(logits, requires_grad=True)
+    p_true = torch.softmax(z, 1)[torch.arange(16), torch.tensor(y)]
+    clipped = p_true + (p_true.clamp(0.01, 0.99) - p_true).detach()     # value clipped, gradient 1/clip(p)
+    ref = (-torch.log(clipped)).mean()
+    ref.backward()
+    outside = ((p_true < 0.01) | (p_true > 0.99)).sum().item()
+    assert outside >= 2, "the test must exercise the clip"
+    assert loss == pytest.approx(ref.item(), rel=1e-12)
+    np.testing.assert_allclose(grad, z.grad.numpy(), rtol=1e-10, atol=1e-14)
+    unclipped = numpy_cnn.softmax_cross_entropy(logits, y)[1]
+    assert not np.allclose(grad, unclipped)
+
+
+def test_author_step_is_lr_over_batch_times_the_mean_gradient():
+    hp = dataclasses.replace(numpy_cnn.HPARAMS, epochs=1, val_size=64, batch_size=192, dropout=0.0)
+    gens = seed_everything(7, torch.device("cpu"))
+    splits = make_splits(synthetic_arrays(n_train=256, n_test=64), hp, gens["split"], torch.device("cpu"))
+    x, y = splits.train.x.numpy().astype(np.float64), splits.train.y.numpy()     # raw 0..255 pixels
+    model = numpy_cnn.build_model(hp, np.random.default_rng(stream_seed(7, "init")))
+    before = {k: v.copy() for k, v in model.params.items()}
+    _, dlogits, _ = numpy_cnn.softmax_cross_entropy(model.forward(x, np.random.default_rng(0)), y, 0.01)
+    grads = model.backward(dlogits)
+    result = numpy_cnn.train(hp, splits, RunContext("numpy_cnn", 7, torch.device("cpu"), gens, progress=False))
+    for k, g in grads.items():      # one full batch: w - (10 / 192) * mean gradient, whatever the order
+        np.testing.assert_allclose(result.state[k], before[k] - 10.0 / 192 * g, rtol=1e-9, atol=1e-12, err_msg=k)
+
+
+def test_author_order_reapplies_one_permutation_and_repeats_dropout_masks(monkeypatch):
+    orders, masks = [], []
+    real_batches, real_forward = numpy_cnn._epoch_batches, numpy_cnn.NumpyCNN.forward
+
+    def batches(train_split, order, hp, ctx):
+        orders.append(order.copy())
+        return real_batches(train_split, order, hp, ctx)
+
+    def forward(self, x, drop_rng=None):
+        out = real_forward(self, x, drop_rng)
+        if self.training:
+            masks.append(self.cache["mask"].copy())
+        return out
+
+    monkeypatch.setattr(numpy_cnn, "_epoch_batches", batches)
+    monkeypatch.setattr(numpy_cnn.NumpyCNN, "forward", forward)
+    hp = dataclasses.replace(numpy_cnn.HPARAMS, epochs=3, val_size=64, batch_size=96)
+    gens = seed_everything(2, torch.device("cpu"))
+    splits = make_splits(synthetic_arrays(n_train=256, n_test=64), hp, gens["split"], torch.device("cpu"))
+    numpy_cnn.train(hp, splits, RunContext("numpy_cnn", 2, torch.device("cpu"), gens, progress=False))
+    first, second, third = orders
+    assert not np.array_equal(first, np.arange(len(first)))
+    np.testing.assert_array_equal(second, first[first])          # order_e = order_{e-1}[P], P = order_1
+    np.testing.assert_array_equal(third, second[first])
+    per_epoch = len(masks) // 3
+    for j in range(per_epoch):                                   # batch j: the same mask every epoch
+        np.testing.assert_array_equal(masks[j], masks[per_epoch + j])
+    assert not np.array_equal(masks[0], masks[1])

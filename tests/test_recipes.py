@@ -68,11 +68,26 @@ def test_constraints_hold_and_params_match_declared(name):
     assert r.params == r.declared_params
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_frozen_lock_matches(name):
+READINGS = [r.label for r in registry.all_readings()]
+
+
+@pytest.mark.parametrize("label", READINGS)
+def test_frozen_lock_matches(label):
     """A recipe that changes must update recipes/FROZEN.json in the same commit (`python -m bench freeze`)."""
-    assert registry.frozen().get(name) == registry.load(name).fingerprint, \
-        f"{name} changed since it was frozen: review the change, then run `python -m bench freeze`"
+    assert registry.frozen().get(label) == registry.load(label).fingerprint, \
+        f"{label} changed since it was frozen: review the change, then run `python -m bench freeze`"
+
+
+@pytest.mark.parametrize("label", READINGS)
+def test_numerics_match_frozen(label):
+    """A change anywhere (recipe or harness) that moves a reading's numbers fails until `bench freeze`,
+    which gives the reading a new fingerprint."""
+    from bench import numerics
+    pinned = registry.frozen_entry(label).get("numerics")
+    assert pinned, f"{label} has no pinned numerics: run `python -m bench freeze`"
+    moved = numerics.differences(pinned, numerics.probe(registry.load(label)))
+    assert not moved, (f"{label}: the numbers moved ({'; '.join(moved)[:300]}); if that is intended, run "
+                       "`python -m bench freeze` (a new fingerprint: older runs stay, unmixed)")
 
 
 def _tiny(r):

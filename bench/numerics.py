@@ -1,0 +1,120 @@
+"""A recipe's numerics fingerprint: the numbers a few training steps give on fixed synthetic data.
+
+Why: a harness change (augmentation, data order, evaluation, the loop) can change every
+recipe's results while no recipe's code changes. FROZEN.json pins these numbers beside each
+fingerprint; a test fails when they move, until `bench freeze` gives the recipe a new
+fingerprint, so runs of the old numerics are never mixed with the new ones.
+
+The probe runs the real training path (the engine or the recipe's own train()) for three
+epochs on 96 synthetic images, on the CPU, one thread. On a CPU with the same kernels as the
+one that froze it (torch's CPU capability: AVX2, AVX512...) the final weights must match
+bitwise; elsewhere the bits of float sums legitimately differ, so the curves and the weights'
+size must match within a tolerance that rounding stays far inside (measured: < 1e-3
+between thread counts) and a changed formula does not.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+
+import numpy as np
+import torch
+
+from .recipe import DATASETS
+
+EPOCHS = 3
+TRAIN, EVAL = 96, 16
+RTOL, ATOL = 5e-3, 1e-9
+
+
+def synthetic_arrays(n_train=256, n_test=128, channels=1, size=28, seed=0) -> dict[str, np.ndarray]:
+    """Random uint8 images whose label is readable from the image (so a few steps can learn)."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        y = rng.integers(0, 10, n)
+        x = rng.integers(0, 60, (n, channels, size, size), dtype=np.uint8)
+        for i, label in enumerate(y):
+            x[i, :, 2 + 2 * label: 4 + 2 * label, 4:size - 4] = 255
+        out[f"{split}_x"], out[f"{split}_y"] = x, y.astype(np.int64)
+    return out
+
+
+@contextlib.contextmanager
+def one_thread():
+    from .determinism import set_threads
+    threads = torch.get_num_threads()
+    set_threads(1)
+    try:
+        yield
+    finally:
+        set_threads(threads)
+
+
+def probe_hparams(recipe):
+    """The recipe's own hyperparameters, cut to a few epochs on the probe's data."""
+    hp = recipe.hparams
+    cut = {"epochs": EPOCHS, "train_limit": None, "eval_limit": None}
+    if hp.split != "official":
+        cut["val_size"] = EVAL
+    return dataclasses.replace(hp, **cut)
+
+
+def probe(recipe) -> dict:
+    """{"curves": every curve but time, "weights": name -> [sum, sum of |w|], "sha256" of the final weights,
+    "capability": the CPU kernels that produced them}."""
+    from .data import make_splits
+    from .determinism import seed_everything
+    from .engine import RunContext, train
+
+    hp = probe_hparams(recipe)
+    channels = DATASETS[hp.dataset][1]
+    size = 32 if channels == 3 else 28
+    n_train = TRAIN + (EVAL if hp.split != "official" else 0)
+    arrays = synthetic_arrays(n_train=n_train, n_test=EVAL, channels=channels, size=size)
+    with one_thread(), torch.random.fork_rng(devices=[]):
+        cpu = torch.device("cpu")
+        gens = seed_everything(0, cpu)
+        splits = make_splits(arrays, hp, gens["split"], cpu)
+        ctx = RunContext(f"numerics {recipe.label}", 0, cpu, gens, progress=False)
+        result = train(recipe.module, hp, splits, ctx) if recipe.uses_engine else recipe.module.train(hp, splits, ctx)
+    curves = {k: [float(v) for v in vals] for k, vals in sorted(result.curves.items()) if k != "epoch_time_s"}
+    weights = {}
+    for name, value in sorted(result.state.items()):
+        w = np.asarray(value.detach().cpu().double() if isinstance(value, torch.Tensor) else value, dtype=np.float64)
+        weights[name] = [float(w.sum()), float(np.abs(w).sum())]
+    return {"curves": curves, "weights": weights, "sha256": result.weights_sha256,
+            "capability": str(torch.backends.cpu.get_cpu_capability())}
+
+
+def _close(a: float, b: float, atol: float) -> bool:
+    if not (math.isfinite(a) and math.isfinite(b)):
+        return (math.isnan(a) and math.isnan(b)) or a == b
+    return abs(a - b) <= atol + RTOL * max(abs(a), abs(b))
+
+
+def differences(pinned: dict, now: dict) -> list[str]:
+    """What moved between two probes ([] when they agree).
+
+    Same CPU kernels: the weights must be the same bits. Otherwise every curve within RTOL (an
+    accuracy may move by one image) and the whole model's sum of |w| within RTOL; a single
+    tensor's sum is not compared, since a bias in front of BatchNorm has no gradient but rounding.
+    """
+    if pinned.get("capability") == now.get("capability") and pinned.get("sha256") != now.get("sha256"):
+        return [f"final weights {str(pinned.get('sha256'))[:12]} -> {str(now.get('sha256'))[:12]} "
+                f"on the same CPU kernels ({now.get('capability')})"]
+    out = []
+    a, b = pinned.get("curves", {}), now.get("curves", {})
+    if set(a) != set(b):
+        out.append(f"curves {sorted(set(a) ^ set(b))} appear on one side only")
+    for key in sorted(set(a) & set(b)):
+        atol = 100.0 / EVAL + 1e-9 if key.endswith("_acc") else ATOL
+        if len(a[key]) != len(b[key]) or not all(_close(float(u), float(v), atol) for u, v in zip(a[key], b[key])):
+            out.append(f"curve {key}: {a[key]} -> {b[key]}")
+    wa, wb = pinned.get("weights", {}), now.get("weights", {})
+    if set(wa) != set(wb):
+        out.append(f"weights {sorted(set(wa) ^ set(wb))} appear on one side only")
+    elif not _close(sum(v[1] for v in wa.values()), sum(v[1] for v in wb.values()), ATOL):
+        out.append(f"sum of |weights|: {sum(v[1] for v in wa.values())} -> {sum(v[1] for v in wb.values())}")
+    return out
