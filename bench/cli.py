@@ -1,14 +1,18 @@
-"""python -m bench list | run | data | freeze | check-determinism | report | compare | speed.
+"""python -m bench list | run | report | compare | export | data | freeze | check-determinism | speed.
 
-Exit codes: 0 done, 1 a check failed (regression, nondeterminism, a failed child run),
-2 bad input (one line on stderr, nothing on disk changed), 130 interrupted.
+Exit codes: 0 done; 1 a check failed (regression, broken night, nondeterminism, a failed child
+run, --strict with rejected records); 2 bad input (one line on stderr, nothing on disk changed);
+3 an internal error (a bug in bench: never mistaken for "worse"); 130 Ctrl-C; 143 SIGTERM.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import os
+import signal
 import sys
+import traceback
 from pathlib import Path
 
 import torch
@@ -16,14 +20,22 @@ import torch
 from . import data as data_layer
 from . import registry
 from .data import DataError
-from .determinism import set_threads
+from .determinism import host_identity, set_threads
 from .recipe import OverrideError
 from .registry import RecipeError
-from .store import StoreError, check_writable, read_records
+from .runner import Interrupted, RejectedRecord, Terminated
+from .store import StoreError, check_writable
 
 
 class UsageError(Exception):
     """Bad input that argparse cannot see (device, values that depend on the recipe)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error in one line (and exit 2), like every other bad input."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
 
 
 def positive_int(text: str) -> int:
@@ -43,187 +55,20 @@ def nonnegative_int(text: str) -> int:
     return value
 
 
-def resolve_device(name: str | None) -> torch.device:
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+class Seconds(float):
+    """A parsed --budget that remembers how the user wrote it (for the "continue with" command)."""
+    text = ""
+
+
+def duration(text: str) -> Seconds:
+    from .estimate import parse_duration
     try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UsageError(f"--device {name}: not a device (use cpu or cuda)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {name}: no CUDA GPU is visible to torch {torch.__version__} on this machine")
-    if device.type not in ("cpu", "cuda"):
-        raise UsageError(f"--device {name}: only cpu and cuda are supported")
-    return device
+        value = Seconds(parse_duration(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    value.text = text
+    return value
 
-
-def _overrides(args) -> dict[str, str]:
-    out = {}
-    for item in args.set or []:
-        if "=" not in item:
-            raise UsageError(f"--set {item}: expected key=value")
-        key, value = item.split("=", 1)
-        out[key.strip()] = value.strip()
-    for flag, key in (("epochs", "epochs"), ("train_limit", "train_limit"), ("eval_limit", "eval_limit")):
-        if getattr(args, flag, None) is not None:
-            out[key] = str(getattr(args, flag))
-    return out
-
-
-def _run_options(args, recipe):
-    from .recipe import apply_overrides
-    from .runner import RunOptions
-
-    if args.threads:
-        set_threads(args.threads)
-    overrides = _overrides(args)
-    hp, parsed = apply_overrides(recipe.hparams, overrides)  # fail now on a bad --set
-    check = getattr(recipe.module, "check_hparams", None)   # optional: settings the recipe cannot honour
-    if check is not None:
-        check(hp)
-    from .runner import preflight
-    broken = [c for c in preflight(recipe, hp)[1] if not c["ok"]]
-    if broken and not parsed:                                # a canonical run must be the document's model
-        raise UsageError(f"{recipe.label}: the canonical model breaks its constraint "
-                         f"{broken[0]['name']!r} ({broken[0]['detail']}); fix the recipe")
-    device = resolve_device(args.device)
-    if args.pipeline == "faithful" and not recipe.uses_engine:
-        raise UsageError(f"{recipe.name} trains outside the torch engine; it has no torchvision pipeline")
-    results = Path(args.results)
-    check_writable(results)
-    read_records(results, recipe.name)                      # fail now on a record we cannot read
-    return RunOptions(results=results, data_dir=data_layer.default_data_dir(args.data_dir), device=device,
-                      pipeline=args.pipeline, overrides=overrides, force=args.force,
-                      progress=not args.no_progress, threads=args.threads,
-                      stop_after=getattr(args, "stop_after", None))
-
-
-# ---------------------------------------------------------------- commands
-
-def cmd_list(args) -> int:
-    rows = []
-    for r in registry.all_recipes():
-        h = r.headline
-        rows.append({"recipe": r.name, "dataset": r.hparams.dataset, "params": r.params,
-                     "declared_params": r.declared_params, "epochs": r.hparams.epochs,
-                     "headline": {"metric": h.metric, "value": h.value, "quote": h.quote, "flags": h.flags},
-                     "fingerprint": r.fingerprint, "source": r.source})
-    if args.json:
-        print(json.dumps(rows, indent=1))
-        return 0
-    from tabulate import tabulate
-    print(tabulate([[r["recipe"], r["dataset"], f"{r['params']:,}", r["epochs"],
-                     f"{r['headline']['metric']} {r['headline']['value']}", "; ".join(r["headline"]["flags"])]
-                    for r in rows], headers=["recipe", "dataset", "params", "epochs", "headline claim", "flags"],
-                   tablefmt="github"))
-    return 0
-
-
-def cmd_run(args) -> int:
-    from .runner import code_version, effective_hparams, run_parallel, run_seeds
-
-    code_version()                                          # the code as loaded, before any edit
-    recipe = registry.load(args.recipe, args.variant)
-    opts = _run_options(args, recipe)
-    seeds = list(range(args.seed_start, args.seed_start + args.seeds))
-    hp, parsed = effective_hparams(recipe, opts)
-    kind = "smoke (non-canonical)" if parsed else "canonical"
-    cut = f", stopping after epoch {opts.stop_after} of {hp.epochs}" if opts.stop_after else ""
-    print(f"{recipe.label} [{recipe.fingerprint}] seeds {seeds[0]}..{seeds[-1]} on {opts.device}, "
-          f"pipeline {opts.pipeline}, {kind} run{cut}")
-    for c in recipe.check_constraints(recipe.build_model(hp)):
-        if not c["ok"]:
-            print(f"note: this smoke run's model breaks {c['name']!r} ({c['detail']}); the records say so")
-    if parsed:
-        print("overrides: " + ", ".join(f"{k}={v!r}" for k, v in parsed.items()))
-    if args.jobs > 1:
-        return 1 if run_parallel(recipe, seeds, opts, args.jobs) else 0
-    run_seeds(recipe, seeds, opts)
-    return 0
-
-
-def cmd_data(args) -> int:
-    data_dir = data_layer.default_data_dir(args.data_dir)
-    if args.action == "fetch":
-        data_layer.load(args.dataset, data_dir)
-        print(f"{args.dataset}: verified in {data_dir}")
-        return 0
-    bad = 0
-    checks = {"mnist": data_layer.verify_mnist(data_dir), "cifar10": data_layer.verify_cifar10(data_dir)}
-    for dataset, status in checks.items():
-        for name, why in status.items():
-            print(f"{dataset:8} {name:26} {why or 'ok'}")
-            bad += bool(why and why != "missing")
-    if bad:
-        print(f"error: {bad} file(s) fail their checksums; delete them and run `python -m bench data fetch`",
-              file=sys.stderr)
-    return 2 if bad else 0
-
-
-def cmd_freeze(args) -> int:
-    changes = registry.freeze(log=print)
-    for name, (old, new) in sorted(changes.items()):
-        print(f"{name}: {old} -> {new}")
-    print(f"{registry.FROZEN_PATH} holds {len(registry.frozen())} recipe fingerprint(s)")
-    return 0
-
-
-def cmd_check_determinism(args) -> int:
-    from .determinism import seed_everything
-    from .engine import RunContext, train
-    from .runner import effective_hparams
-
-    recipe = registry.load(args.recipe, args.variant)
-    opts = _run_options(args, recipe)
-    hp, _ = effective_hparams(recipe, opts)
-    arrays = data_layer.load(hp.dataset, opts.data_dir)
-    results = []
-    for attempt in (1, 2):
-        gens = seed_everything(args.seed, opts.device)
-        splits = data_layer.make_splits(arrays, hp, gens["split"], opts.device)
-        ctx = RunContext(f"{recipe.name} (run {attempt})", args.seed, opts.device, gens, opts.pipeline,
-                         progress=opts.progress)
-        run = train(recipe.module, hp, splits, ctx) if recipe.uses_engine else recipe.module.train(hp, splits, ctx)
-        results.append(run)
-    a, b = results
-    if a.weights_sha256 == b.weights_sha256:
-        print(f"deterministic: final weights match bitwise ({a.weights_sha256[:16]})")
-        return 0
-    diverged = next((a.curves["epoch"][i] for i in range(len(a.curves["epoch"]))
-                     if any(a.curves[k][i] != b.curves[k][i] for k in a.curves if k != "epoch_time_s")), None)
-    where = f"curves first differ at epoch {diverged}" if diverged else "curves are equal; only the weights differ"
-    print(f"NOT deterministic: weights {a.weights_sha256[:16]} vs {b.weights_sha256[:16]}; {where}")
-    return 1
-
-
-def cmd_report(args) -> int:
-    from .report import FIGURES_DIR, write_report
-
-    out = write_report(Path(args.results), Path(args.out))
-    print(f"wrote {out} (figures in {out.parent / FIGURES_DIR})")
-    return 0
-
-
-def cmd_compare(args) -> int:
-    from .compare import run_gate
-
-    return run_gate(Path(args.baseline), Path(args.candidate), Path(args.json), args.alpha, args.min_effect,
-                    args.max_slowdown)
-
-
-def cmd_speed(args) -> int:
-    from .speed import run_speed
-
-    recipe = registry.load(args.recipe)
-    if not recipe.uses_engine:
-        raise UsageError(f"{recipe.name} trains outside the torch engine: it has no faithful pipeline to compare")
-    if args.threads:
-        set_threads(args.threads)
-    return run_speed(recipe, resolve_device(args.device), data_layer.default_data_dir(args.data_dir),
-                     epochs=args.epochs, train_limit=args.train_limit)
-
-
-# ---------------------------------------------------------------- parser
 
 def bounded_float(low: float, high: float = math.inf, closed_low: bool = True):
     """argparse type: a float in [low, high) (or (low, high) when closed_low is False)."""
@@ -238,40 +83,408 @@ def bounded_float(low: float, high: float = math.inf, closed_low: bool = True):
     return parse
 
 
+def fraction(text: str) -> float:
+    """argparse type: a float in (0, 1] (--gpus-per-run)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{value} is outside (0, 1]")
+    return value
+
+
+def resolve_device(name: str | None) -> torch.device:
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"--device {name}: not a device (use cpu or cuda)") from None
+    if device.type not in ("cpu", "cuda"):
+        raise UsageError(f"--device {name}: only cpu and cuda are supported")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: no CUDA GPU is visible to torch {torch.__version__} on this machine")
+    return device
+
+
+def check_folder_arg(flag: str, path: Path) -> None:
+    """A folder argument must be a folder, or creatable: never a file (checked before any work)."""
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{flag} {path} is a file, not a folder")
+
+
+def check_file_arg(flag: str, path: Path) -> None:
+    """An output file argument must not name a folder, and its folder must be writable."""
+    if path.is_dir():
+        raise UsageError(f"{flag} {path} is a folder; give a file name")
+    parent = path.parent.absolute()
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {path}: {parent} is not a writable folder")
+
+
+def _overrides(args) -> dict[str, str]:
+    out = {}
+    for item in args.set or []:
+        if "=" not in item:
+            raise UsageError(f"--set {item}: expected key=value")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value.strip()
+    for flag in ("epochs", "train_limit", "eval_limit"):
+        if getattr(args, flag, None) is not None:
+            out[flag] = str(getattr(args, flag))
+    return out
+
+
+def _run_options(args, recipe):
+    """Everything about a run checked before anything is downloaded, trained or written."""
+    from .recipe import apply_overrides
+    from .runner import RunOptions, preflight
+
+    overrides = _overrides(args)
+    hp, parsed = apply_overrides(recipe.hparams, overrides)  # a bad --set fails here: its domain, its type
+    check = getattr(recipe.module, "check_hparams", None)   # optional: settings the recipe cannot honour
+    if check is not None:
+        check(hp)
+    broken = [c for c in preflight(recipe, hp)[1] if not c["ok"]]
+    if broken and not parsed:                                # a canonical run must be the document's model
+        raise UsageError(f"{recipe.label}: the canonical model breaks its constraint "
+                         f"{broken[0]['name']!r} ({broken[0]['detail']}); fix the recipe")
+    device = resolve_device(args.device)
+    if args.pipeline == "faithful" and not recipe.uses_engine:
+        raise UsageError(f"{recipe.name} trains outside the torch engine; it has no torchvision pipeline")
+    from .step import resolve as resolve_step
+    # BENCH_STEP: how a --jobs parent hands its step to its children (bench/jobs.py passes no --step)
+    step, step_note = resolve_step(getattr(args, "step", None) or os.environ.get("BENCH_STEP") or None, device,
+                                   args.pipeline, recipe.uses_engine)
+    if step_note:
+        print(f"{recipe.label}: {step_note}")
+    results = Path(args.results)
+    check_writable(results)
+    data_dir = data_layer.default_data_dir(args.data_dir)
+    check_folder_arg("--data-dir", data_dir)
+    return RunOptions(results=results, data_dir=data_dir, device=device, pipeline=args.pipeline,
+                      overrides=overrides, force=args.force, progress=not args.no_progress, threads=args.threads,
+                      stop_after=getattr(args, "stop_after", None),
+                      progress_lines=getattr(args, "progress_lines", False), step=step)
+
+
+# ---------------------------------------------------------------- commands
+
+def cmd_list(args) -> int:
+    rows = []
+    for r in registry.all_readings():
+        h = r.headline
+        rows.append({"recipe": r.name, "variant": r.variant_name, "reading": r.label, "dataset": r.hparams.dataset,
+                     "params": r.params, "declared_params": r.declared_params, "epochs": r.hparams.epochs,
+                     "headline": {"metric": h.metric, "value": h.value, "quote": h.quote, "flags": h.flags},
+                     "fingerprint": r.fingerprint, "source": r.source,
+                     "variants": [v.name for v in r.variants] if r.variant is None else []})
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    from .fmt import table
+    print(table([[r["reading"], r["dataset"], f"{r['params']:,}", r["epochs"],
+                  f"{r['headline']['metric']} {r['headline']['value']}", "; ".join(r["headline"]["flags"])]
+                 for r in rows], ["reading", "dataset", "params", "epochs", "headline claim", "flags"]))
+    print("\nrun a variant with `--variant NAME` (the part after the colon)")
+    return 0
+
+
+def _seeds_to_run(recipe, seeds, opts) -> list[int]:
+    """The seeds not already recorded on this machine (what a run will actually train)."""
+    from . import evidence
+    from .runner import done_here, effective_hparams, run_key
+
+    if opts.force:
+        return list(seeds)
+    _, parsed = effective_hparams(recipe, opts)
+    host = host_identity(opts.device)
+    records = evidence.read(opts.results, recipe.name).records
+    return [s for s in seeds if not done_here(records, run_key(recipe, s, opts, parsed, host), opts.stop_after)]
+
+
+def _continue_command(args, recipe, left: list[int]) -> str:
+    parts = ["python -m bench run", f"--recipe {recipe.name}"]
+    if recipe.variant is not None:
+        parts.append(f"--variant {recipe.variant_name}")
+    parts += [f"--seeds {len(left)}", f"--seed-start {left[0]}" if left[0] else ""]
+    for flag in ("device", "pipeline", "step", "threads", "stop_after", "epochs", "train_limit", "eval_limit", "jobs"):
+        value = getattr(args, flag, None)
+        if value not in (None, 1, "fast") or (flag == "threads" and value):
+            parts.append(f"--{flag.replace('_', '-')} {value}")
+    parts += [f"--set {s}" for s in args.set or []]
+    if args.results != "results":
+        parts.append(f"--results {args.results}")
+    if args.budget:
+        parts.append(f"--budget {args.budget.text}")
+    return " ".join(p for p in parts if p)
+
+
+def run_one_recipe(args, recipe, opts, seeds: list[int], deadline) -> tuple[int, list[int]]:
+    """Train one reading's seeds (estimate first, agreement last); returns (failed children, seeds left)."""
+    from .agreement import agreement_lines
+    from .estimate import advice, estimate
+    from .jobs import run_parallel
+    from .runner import effective_hparams, run_seeds
+
+    hp, parsed = effective_hparams(recipe, opts)
+    kind = "smoke (non-canonical)" if parsed else "canonical"
+    cut = f", stopping after epoch {opts.stop_after} of {hp.epochs}" if opts.stop_after else ""
+    print(f"{recipe.label} [{recipe.fingerprint}] seeds {seeds[0]}..{seeds[-1]} on {opts.device}, "
+          f"pipeline {opts.pipeline}, step {opts.step}, {kind} run{cut}")
+    if parsed:
+        print("overrides: " + ", ".join(f"{k}={v!r}" for k, v in parsed.items()))
+    for c in recipe.check_constraints(recipe.build_model(hp)):
+        if not c["ok"]:
+            print(f"note: this smoke run's model breaks {c['name']!r} ({c['detail']}); its records say so")
+    todo = _seeds_to_run(recipe, seeds, opts)
+    if not todo:
+        print(f"all {len(seeds)} seed(s) are already recorded on this machine; --force trains them again")
+        return 0, []
+    if len(todo) < len(seeds):
+        print(f"{len(seeds) - len(todo)} seed(s) already recorded on this machine; training {len(todo)}")
+    dry = getattr(args, "dry_run", False)
+    csv_missing = hp.dataset == "mnist_csv" and not all(
+        (data_layer.mnist_csv_dir(opts.data_dir) / f).exists() for f in data_layer.CSV_FILES.values())
+    # a dry run writes nothing, not even the CSV copy of MNIST: it times the same images from the IDX files
+    arrays = data_layer.load("mnist" if dry and csv_missing else hp.dataset, opts.data_dir)
+    from .step import default_step
+    with default_step(opts.step):                           # the estimate times the run's own step
+        est = estimate(recipe, hp, arrays, opts.device, opts.pipeline, opts.stop_after)
+    print(est.line(len(todo), args.jobs))
+    note = advice(est, opts.device, recipe.label)
+    if note:
+        print(note)
+    if dry:
+        print(f"dry run: would train seed(s) {', '.join(map(str, todo))} of {recipe.label} "
+              f"({args.jobs} at a time); nothing trained or written")
+        return 0, []
+    opts.deadline = deadline
+    if args.jobs > 1:
+        from unittest import mock
+        with mock.patch.dict(os.environ, {"BENCH_STEP": opts.step}):   # --jobs children run the same step
+            failures, left = run_parallel(recipe, todo, opts, args.jobs, seed_seconds=est.seed)
+    else:
+        failures = 0
+        _, left = run_seeds(recipe, todo, opts, arrays, seed_seconds=est.seed)
+    if not parsed and not left:
+        print("\n".join(agreement_lines(recipe, opts.results, opts.pipeline, opts.device.type,
+                                        host_identity(opts.device))))
+    return failures, left
+
+
+def cmd_run(args) -> int:
+    from .runner import code_version
+
+    code_version()                                          # the code as loaded, before any edit
+    from . import ray_backend                               # imports no Ray: that happens only for --backend ray
+    ray_backend.check_args(args)
+    if args.threads:
+        set_threads(args.threads)
+    if args.all:
+        if args.recipe or args.variant:
+            raise UsageError("--all runs every recipe: drop --recipe/--variant, or drop --all")
+        recipes = registry.all_recipes()
+        print(f"--all: {len(recipes)} recipes in alphabetical order ({', '.join(r.name for r in recipes)}); "
+              "canonical readings only")
+    elif not args.recipe:
+        raise UsageError("name a recipe with --recipe NAME (python -m bench list), or pass --all")
+    else:
+        recipes = [registry.load(args.recipe, args.variant)]
+    plans = [(r, _run_options(args, r)) for r in recipes]         # every check before the first download
+    seeds = list(range(args.seed_start, args.seed_start + args.seeds))
+    from .runner import now
+    deadline = now() + args.budget if args.budget else None
+    if args.backend == "ray":
+        return ray_backend.run_campaign(args, plans, seeds, deadline)
+    failures = 0
+    for i, (recipe, opts) in enumerate(plans):
+        try:
+            f, left = run_one_recipe(args, recipe, opts, seeds, deadline)
+        except DataError as exc:
+            if not args.all:
+                raise
+            print(f"skipped {recipe.label}: {exc}")
+            continue
+        failures += f
+        if left:
+            print(f"budget spent: {len(left)} seed(s) of {recipe.label} left ({left[0]}..{left[-1]}); continue with:\n"
+                  f"  {_continue_command(args, recipe, left)}")
+            rest = [r.label for r, _ in plans[i + 1:]]
+            if rest:
+                print(f"not started: {', '.join(rest)} (rerun the same --all command to continue)")
+            break
+    return 1 if failures else 0
+
+
+def cmd_data(args) -> int:
+    data_dir = data_layer.default_data_dir(args.data_dir)
+    check_folder_arg("--data-dir", data_dir)
+    if args.action == "fetch":
+        data_layer.load(args.dataset, data_dir)
+        print(f"{args.dataset}: verified in {data_dir}")
+        return 0
+    bad = 0
+    for dataset, status in data_layer.verify_all(data_dir).items():
+        for name, why in status.items():
+            print(f"{dataset:9} {name:26} {why or 'ok'}")
+            bad += bool(why and why != "missing")
+    if bad:
+        print(f"error: {bad} file(s) fail their checks; delete them and run `python -m bench data fetch`",
+              file=sys.stderr)
+    return 2 if bad else 0
+
+
+def cmd_freeze(args) -> int:
+    changes = registry.freeze(log=print)
+    for name, (old, new) in sorted(changes.items()):
+        print(f"{name}: {old} -> {new}")
+    print(f"{registry.FROZEN_PATH} holds {len(registry.frozen())} reading fingerprint(s)")
+    return 0
+
+
+def cmd_check_determinism(args) -> int:
+    from .determinism import seed_everything
+    from .engine import RunContext, train
+    from .runner import effective_hparams
+
+    if args.threads:
+        set_threads(args.threads)
+    recipe = registry.load(args.recipe, args.variant)
+    opts = _run_options(args, recipe)
+    hp, _ = effective_hparams(recipe, opts)
+    arrays = data_layer.load(hp.dataset, opts.data_dir)
+    results = []
+    for attempt in (1, 2):
+        gens = seed_everything(args.seed, opts.device)
+        splits = data_layer.make_splits(arrays, hp, gens["split"], opts.device)
+        ctx = RunContext(f"{recipe.label} (run {attempt})", args.seed, opts.device, gens, opts.pipeline,
+                         progress=opts.progress, step=opts.step)
+        run = train(recipe.module, hp, splits, ctx) if recipe.uses_engine else recipe.module.train(hp, splits, ctx)
+        results.append(run)
+    a, b = results
+    if a.weights_sha256 == b.weights_sha256:
+        print(f"deterministic: final weights match bitwise ({a.weights_sha256[:16]}; step {opts.step})")
+        return 0
+    def same(u, v):
+        return u == v or (isinstance(u, float) and isinstance(v, float) and math.isnan(u) and math.isnan(v))
+
+    keys = [k for k in a.curves if k != "epoch_time_s" and k in b.curves]
+    rows = min(len(a.curves["epoch"]), len(b.curves["epoch"]))
+    diverged = next((a.curves["epoch"][i] for i in range(rows)
+                     if any(not same(a.curves[k][i], b.curves[k][i]) for k in keys)), None)
+    if diverged is None and len(a.curves["epoch"]) != len(b.curves["epoch"]):
+        diverged = a.curves["epoch"][rows] if rows < len(a.curves["epoch"]) else b.curves["epoch"][rows]
+    where = f"curves first differ at epoch {diverged}" if diverged else "curves are equal; only the weights differ"
+    print(f"NOT deterministic: weights {a.weights_sha256[:16]} vs {b.weights_sha256[:16]}; {where} (step {opts.step})")
+    return 1
+
+
+def cmd_report(args) -> int:
+    from .report import FIGURES_DIR, write_report
+
+    check_file_arg("--out", Path(args.out))
+    out, ev = write_report(Path(args.results), Path(args.out))
+    for w in ev.warnings():
+        print(f"warning: {w}", file=sys.stderr)
+    print(f"wrote {out} (figures in {out.parent / FIGURES_DIR})")
+    if ev.rejected and args.strict:
+        print(f"error: {len(ev.rejected)} rejected record(s) (--strict)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .compare import run_gate
+
+    check_file_arg("--json", Path(args.json))
+    return run_gate(Path(args.baseline), Path(args.candidate), Path(args.json), args.alpha, args.min_effect,
+                    args.min_effect_rel, args.max_slowdown, args.accept_changed or [])
+
+
+def cmd_export(args) -> int:
+    from .export import export
+
+    return export(Path(args.results), Path(args.out) if args.out else None, args.format, curves=args.curves,
+                  recipe=args.recipe, canonical_only=args.canonical_only)
+
+
+def cmd_speed(args) -> int:
+    from .speed import run_speed
+
+    recipe = registry.load(args.recipe, args.variant)
+    if not recipe.uses_engine:
+        raise UsageError(f"{recipe.name} trains outside the torch engine: it has no faithful pipeline to compare")
+    if args.threads:
+        set_threads(args.threads)
+    data_dir = data_layer.default_data_dir(args.data_dir)
+    check_folder_arg("--data-dir", data_dir)
+    return run_speed(recipe, resolve_device(args.device), data_dir, epochs=args.epochs, train_limit=args.train_limit)
+
+
+# ---------------------------------------------------------------- parser
+
 def _add_run_args(p, seeds: bool = True):
-    p.add_argument("--recipe", required=True, help="recipe name (python -m bench list)")
-    p.add_argument("--variant", help="one of the recipe's named readings (python -m bench list); canonical runs")
+    p.add_argument("--recipe", required=not seeds, help="recipe name (python -m bench list)")
+    p.add_argument("--variant", help="one of the recipe's named readings (python -m bench list): canonical runs")
     if seeds:
+        p.add_argument("--all", action="store_true",
+                       help="every recipe whose dataset is present, in alphabetical order (canonical readings)")
         p.add_argument("--seeds", type=positive_int, default=1, help="number of seeds (default 1)")
         p.add_argument("--seed-start", type=nonnegative_int, default=0, help="first seed (default 0)")
         p.add_argument("--jobs", type=positive_int, default=1, help="seeds trained at once, one process each")
         p.add_argument("--force", action="store_true", help="rerun seeds already recorded, into new records")
+        p.add_argument("--budget", type=duration, metavar="DURATION",
+                       help="run the seeds that fit (e.g. 90m, 2h), stop cleanly, say how to continue")
+        p.add_argument("--stop-after", type=positive_int, metavar="K",
+                       help="train the first K epochs of the unchanged schedule and stop (a truncated record; "
+                            "rerun with a larger K, or without, to continue it)")
+        p.add_argument("--dry-run", action="store_true",
+                       help="print the plan (seeds to run) and the time estimate, then exit: nothing is trained "
+                            "or written")
+        p.add_argument("--progress-lines", action="store_true", help=argparse.SUPPRESS)   # a --jobs child
+        p.add_argument("--backend", choices=("local", "ray"), default="local",
+                       help="local (default): this machine, --jobs processes; ray: one Ray task per seed, on a "
+                            'local Ray instance or a cluster (pip install -e ".[ray]")')
+        p.add_argument("--address", help="--backend ray: join the Ray cluster at HOST:PORT (`ray start --head` "
+                                         "prints it; or auto); default: start a local instance")
+        p.add_argument("--gpus-per-run", type=fraction, metavar="F",
+                       help="--backend ray: GPUs per seed, in (0, 1]; 0.25 packs four seeds on a GPU (default 1)")
+        p.add_argument("--cpus-per-run", type=positive_int, metavar="N",
+                       help="--backend ray: CPUs Ray reserves per seed (default: --threads, else 1); a seed uses "
+                            "--threads threads, else this many")
+        p.add_argument("--checkpoint-dir", metavar="DIR",
+                       help="--backend ray: a folder every node shares, so a lost seed resumes from its checkpoint "
+                            "(default: the results folder on a local instance; none, i.e. restart, on a cluster)")
     else:
         p.add_argument("--seed", type=nonnegative_int, default=0)
         p.add_argument("--force", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     p.add_argument("--pipeline", choices=("fast", "faithful"), default="fast",
                    help="fast: batched augmentation on the device; faithful: the documents' torchvision pipeline")
+    p.add_argument("--step", choices=("eager", "graph"),
+                   help="training step: eager, or graph (forward, backward and clipping replayed as one CUDA graph; "
+                        "CUDA and the fast pipeline only, else eager). Default: graph on CUDA with the fast "
+                        "pipeline, eager elsewhere. Recorded and part of the run key")
     p.add_argument("--epochs", type=positive_int, help="smoke run: fewer epochs (non-canonical)")
-    if seeds:
-        p.add_argument("--stop-after", type=positive_int, metavar="K",
-                       help="train the first K epochs of the unchanged schedule and stop (a truncated record; "
-                            "rerun with a larger K, or without, to continue it)")
     p.add_argument("--train-limit", type=positive_int, help="smoke run: first K training images (non-canonical)")
     p.add_argument("--eval-limit", type=positive_int, help="smoke run: first K val/test images (non-canonical)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hyperparameter (non-canonical)")
     p.add_argument("--results", default="results", help="results folder (default results/)")
     p.add_argument("--data-dir", help="dataset folder (default $BENCH_DATA_DIR or ./data)")
     p.add_argument("--threads", type=positive_int,
-                   help="CPU threads for torch and NumPy's BLAS (recorded with the run)")
+                   help="CPU threads for torch and NumPy's BLAS (recorded; part of the run key on CPU)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser = Parser(prog="python -m bench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("list", help="every recipe with dataset, parameters and headline claim")
+    p = sub.add_parser("list", help="every recipe and variant with dataset, parameters and headline claim")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_list)
 
@@ -279,41 +492,56 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_args(p)
     p.set_defaults(func=cmd_run)
 
+    p = sub.add_parser("report", help="the statistical report (REPORT.md and figures) from a results folder")
+    p.add_argument("--results", default="results", help="results folder (default results/)")
+    p.add_argument("--out", default="REPORT.md", help="report path; figures go to report_figures/ beside it")
+    p.add_argument("--strict", action="store_true", help="exit 1 when any record is rejected (the nightly)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("compare", help="regression gate: exit 1 when a recipe got worse, slower or did not run")
+    p.add_argument("--baseline", required=True, help="results folder to compare against (e.g. results/)")
+    p.add_argument("--candidate", required=True, help="results folder of the new runs")
+    p.add_argument("--alpha", type=bounded_float(0, 1, closed_low=False), default=0.05,
+                   help="significance level of the one-sided shifted-null test (default 0.05)")
+    p.add_argument("--min-effect", type=bounded_float(0), default=0.1,
+                   help="smallest drop of an accuracy headline that counts, in points (default 0.1)")
+    p.add_argument("--min-effect-rel", type=bounded_float(0), default=0.1,
+                   help="smallest relative rise of a loss headline that counts (default 0.1 = 10%%)")
+    p.add_argument("--max-slowdown", type=bounded_float(0, closed_low=False), default=1.25,
+                   help="largest allowed candidate/baseline ratio of seconds per epoch (default 1.25)")
+    p.add_argument("--accept-changed", action="append", metavar="NAME",
+                   help="a recipe whose fingerprint changed on purpose: not compared, not a failure")
+    p.add_argument("--json", default="compare.json", help="where to write the summary (default compare.json)")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("export", help="every usable run (or curve point) as one tidy table: csv, jsonl, parquet")
+    p.add_argument("--results", default="results", help="results folder (default results/)")
+    p.add_argument("--out", help="output file (default: standard output, csv or jsonl)")
+    p.add_argument("--format", choices=("csv", "jsonl", "parquet"), help="default: from --out's suffix, else csv")
+    p.add_argument("--curves", action="store_true", help="the long table of curve points instead of one row per run")
+    p.add_argument("--recipe", help="only this recipe (all its readings)")
+    p.add_argument("--canonical-only", action="store_true", help="leave out smoke runs")
+    p.set_defaults(func=cmd_export)
+
     p = sub.add_parser("data", help="fetch or verify datasets")
     dsub = p.add_subparsers(dest="action", required=True)
     f = dsub.add_parser("fetch", help="find or fetch a dataset, verified against its checksums")
     f.add_argument("dataset", choices=sorted(data_layer.LOADERS))
     f.add_argument("--data-dir")
-    v = dsub.add_parser("verify", help="check every dataset file present against its checksum")
+    v = dsub.add_parser("verify", help="check every dataset file present (MNIST, its CSV, CIFAR-10)")
     v.add_argument("--data-dir")
     p.set_defaults(func=cmd_data)
 
-    p = sub.add_parser("freeze", help="pin every recipe's fingerprint in recipes/FROZEN.json")
+    p = sub.add_parser("freeze", help="pin every reading's fingerprint and numerics in recipes/FROZEN.json")
     p.set_defaults(func=cmd_freeze)
 
     p = sub.add_parser("check-determinism", help="train one seed twice and compare the final weights bitwise")
     _add_run_args(p, seeds=False)
     p.set_defaults(func=cmd_check_determinism)
 
-    p = sub.add_parser("report", help="the statistical report (REPORT.md and figures) from a results folder")
-    p.add_argument("--results", default="results", help="results folder (default results/)")
-    p.add_argument("--out", default="REPORT.md", help="report path; figures go to report_figures/ beside it")
-    p.set_defaults(func=cmd_report)
-
-    p = sub.add_parser("compare", help="regression gate: exit 1 when a recipe got worse or slower")
-    p.add_argument("--baseline", required=True, help="results folder to compare against (e.g. results/)")
-    p.add_argument("--candidate", required=True, help="results folder of the new runs")
-    p.add_argument("--alpha", type=bounded_float(0, 1, closed_low=False), default=0.05,
-                   help="significance level of the one-sided tests (default 0.05)")
-    p.add_argument("--min-effect", type=bounded_float(0), default=0.1,
-                   help="smallest drop of the headline mean that counts, in the metric's unit (default 0.1)")
-    p.add_argument("--max-slowdown", type=bounded_float(0, closed_low=False), default=1.25,
-                   help="largest allowed candidate/baseline ratio of median seconds per epoch (default 1.25)")
-    p.add_argument("--json", default="compare.json", help="where to write the summary (default compare.json)")
-    p.set_defaults(func=cmd_compare)
-
     p = sub.add_parser("speed", help="seconds per epoch of the fast and faithful pipelines, side by side")
     p.add_argument("--recipe", required=True, help="recipe name (python -m bench list)")
+    p.add_argument("--variant", help="one of the recipe's named readings")
     p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     p.add_argument("--epochs", type=positive_int, default=1, help="epochs timed per pipeline (default 1)")
     p.add_argument("--train-limit", type=positive_int, help="time on the first K training images only")
@@ -323,14 +551,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if threading_main():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.func(args)
-    except (UsageError, RecipeError, OverrideError, DataError, StoreError) as exc:
+    except (UsageError, RecipeError, OverrideError, DataError, StoreError, RejectedRecord) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Interrupted as exc:
+        print(f"\n{exc}", file=sys.stderr)
+        return exc.code
+    except Terminated:
+        print("\nterminated before any run started: nothing was saved", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
-        print("\ninterrupted: the last finished epoch is checkpointed; rerun the same command to resume",
-              file=sys.stderr)
+        print("\ninterrupted before any run started: nothing was saved", file=sys.stderr)
         return 130
+    except Exception:                                   # a bug in bench, never a "regression" (exit 1)
+        traceback.print_exc()
+        print("internal error: this is a bug in bench (exit 3); the traceback above says where", file=sys.stderr)
+        return 3
+
+
+def threading_main() -> bool:
+    import threading
+    return threading.current_thread() is threading.main_thread()

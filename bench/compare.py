@@ -1,12 +1,19 @@
-"""The nightly regression gate: did a recipe get worse or slower between two results folders?
+"""The nightly regression gate: did a recipe get worse, slower, or fail to run?
 
-Per recipe present in both with the same fingerprint, over canonical complete seeds: the
-headline metric (Welch's t-test, one-sided towards "candidate worse", with Mann-Whitney U
-beside it as a check that needs no normality) and the median seconds per epoch. A
-regression is a drop that is both significant (Welch p < alpha) and material (at least
-min_effect in the metric's unit), or a slowdown beyond max_slowdown on the same machine;
-timings from different machines are reported but never judged.
-Exit 0: nothing regressed; 1: something did; 2: the folders cannot be compared.
+Both folders are read through bench.evidence. Per reading, over canonical complete runs on the
+same device type (never cpu against cuda):
+- worse: the candidate's headline is below the baseline's by more than the minimum effect, by
+  Student's t on a shifted null (pooled variance, one-sided, alpha 0.05 by default; accuracies
+  in points, losses on the log scale with a relative effect). Simulated (tests/test_gate_simulation.py):
+  about 0.5 false alarms a month over 9 recipes x 30 nights, power 95% for a 0.3-point drop at
+  sd 0.086 with 5 runs a side. Welch's t and Mann-Whitney U are shown beside it;
+- slower: only when every run of both sides ran on one host identity; the candidate/baseline
+  ratio of per-run median seconds per epoch, with a 99% interval on the log ratio, and slower
+  when the whole interval lies above --max-slowdown;
+- broken: a canonical reading of the baseline with no candidate runs, fewer than 2 finite
+  candidate runs, any diverged candidate run, or a changed fingerprint (a recipe edit must be
+  accepted explicitly with --accept-changed NAME).
+Exit 0: nothing of that; 1: something regressed or failed; 2: bad input; 3: the gate itself broke.
 """
 from __future__ import annotations
 
@@ -15,134 +22,151 @@ import math
 from pathlib import Path
 from statistics import median
 
-from . import registry, stats
-from .report import Group, finite, machine, num, primary, pvalue, split_runs, spread, table
-from .store import StoreError, read_records
+from . import evidence, registry, stats
+from .evidence import Evidence, Group, group_runs
+from .fmt import finite, num, pvalue, spread, table
+from .store import StoreError
+from .verdicts import scale_of
 
 
 class CompareError(StoreError):
-    """Two results folders with no recipe in common: there is nothing to compare (bad input, exit 2)."""
+    """Two results folders with no reading in common: there is nothing to compare (bad input, exit 2)."""
 
 
-def load(folder: Path) -> tuple[dict[str, list[dict]], list]:
-    """Canonical complete records by recipe, and the store's problems."""
+def load(folder: Path) -> Evidence:
     if not Path(folder).is_dir():
         raise StoreError(f"results folder {folder} does not exist")
-    records, problems = read_records(Path(folder))
-    by_recipe: dict[str, list[dict]] = {}
-    for r in records:
-        if r["canonical"] is True and r["status"] == "complete":
-            by_recipe.setdefault(r["recipe"], []).append(r)
-    return by_recipe, problems
+    return evidence.read(Path(folder))
 
 
-def seconds_per_epoch(group: Group) -> float | None:
-    """Median over runs of each run's median seconds per epoch (robust to a slow first epoch)."""
-    per_run = [median(t) for r in group.runs if (t := [x for x in r["curves"].get("epoch_time_s", []) if finite(x)])]
-    return float(median(per_run)) if per_run else None
+def canonical_complete(ev: Evidence, recipe, variant) -> list[dict]:
+    return [r for r in ev.of(recipe, variant) if r["canonical"] and r["status"] == "complete"]
 
 
-def pick_fingerprint(current: str, base: list[dict], cand: list[dict]) -> str | None:
-    """A fingerprint both folders ran: today's if they share it, else the candidate's latest shared one."""
-    common = {r["fingerprint"] for r in base} & {r["fingerprint"] for r in cand}
-    if not common:
-        return None
-    if current in common:
-        return current
-    return max(common, key=lambda fp: max(r["started_at"] for r in cand if r["fingerprint"] == fp))
+def seconds_per_epoch(runs: list[dict]) -> list[float]:
+    """Each run's median seconds per epoch (robust to a slow first epoch)."""
+    return [median(t) for r in runs if (t := [x for x in r["curves"].get("epoch_time_s", []) if finite(x)])]
 
 
-def pick_groups(base: list[Group], cand: list[Group]) -> tuple[Group, Group]:
-    """The same pipeline and device type on both sides when possible, else each side's main group."""
-    common = {(g.pipeline, g.device) for g in base} & {(g.pipeline, g.device) for g in cand}
-    if not common:
-        return primary(base), primary(cand)
-    c = primary([g for g in cand if (g.pipeline, g.device) in common])
-    return next(g for g in base if (g.pipeline, g.device) == (c.pipeline, c.device)), c
+def oriented(values, scale: stats.Scale) -> list[float]:
+    """Accuracies in points, losses as -log: higher is better on both."""
+    good = [v for v in values if not stats.diverged(v, scale)]
+    if scale.kind == "loss":
+        return list(scale.forward(good))
+    return [v if scale.higher_is_better else -v for v in good]
 
 
 def side(group: Group, metric: str) -> dict:
-    values = [x for x in group.values(metric) if finite(x)]
+    values = group.values(metric)
+    finite_values = [v for v in values if finite(v)]
     return {"group": group.label, "n": len(values), "seeds": group.seeds, "values": values,
-            "mean": stats.mean(values), "std": stats.std(values), "seconds_per_epoch": seconds_per_epoch(group),
-            "machines": sorted({machine(r) for r in group.runs})}
+            "mean": stats.mean(finite_values), "std": stats.std(finite_values),
+            "seconds_per_epoch": seconds_per_epoch(group.runs), "machines": group.machines,
+            "hosts": sorted({evidence.host(r) for r in group.runs})}
 
 
-def compare_recipe(recipe, base: list[dict], cand: list[dict], alpha: float, min_effect: float,
-                   max_slowdown: float) -> dict:
+def compare_reading(recipe, base: list[dict], cand: list[dict], alpha: float, min_effect: float,
+                    min_effect_rel: float, max_slowdown: float, accepted: set) -> dict:
     h = recipe.headline
-    row = {"recipe": recipe.name, "metric": h.metric, "higher_is_better": h.higher_is_better, "regressed": False,
-           "worse": False, "slower": False, "notes": []}
-    fp = pick_fingerprint(recipe.fingerprint, base, cand)
-    if fp is None:
-        row.update(status="not comparable: recipe changed",
-                   baseline_fingerprints=sorted({r["fingerprint"] for r in base}),
-                   candidate_fingerprints=sorted({r["fingerprint"] for r in cand}))
+    scale = scale_of(recipe, h)
+    row = {"reading": recipe.label, "metric": h.metric, "regressed": False, "broken": False, "worse": False,
+           "slower": False, "notes": []}
+    base_fps = sorted({r["fingerprint"] for r in base})
+    cand_fps = sorted({r["fingerprint"] for r in cand})
+    if not cand:
+        row.update(status="broken: no candidate runs (did every run crash?)", broken=True)
         return row
-    gb, gc = pick_groups(split_runs(base, fp).groups, split_runs(cand, fp).groups)
+    if set(cand_fps) - set(base_fps):
+        if recipe.name in accepted or recipe.label in accepted:
+            row.update(status="changed (accepted): not compared", baseline_fingerprints=base_fps,
+                       candidate_fingerprints=cand_fps)
+        else:
+            row.update(status=f"broken: the recipe changed (fingerprint {', '.join(base_fps)} -> "
+                              f"{', '.join(cand_fps)}); review, then pass --accept-changed {recipe.label}",
+                       broken=True, baseline_fingerprints=base_fps, candidate_fingerprints=cand_fps)
+        return row
+    fp = cand_fps[-1] if len(cand_fps) == 1 else recipe.fingerprint
+    base_groups = {g.device: g for g in group_runs(r for r in base if r["fingerprint"] == fp and r["pipeline"] == "fast")}
+    cand_groups = {g.device: g for g in group_runs(r for r in cand if r["fingerprint"] == fp and r["pipeline"] == "fast")}
+    common = sorted(set(base_groups) & set(cand_groups), key=lambda d: d != "cuda")
+    if not common:
+        row.update(status=f"not compared: baseline on {', '.join(sorted(base_groups)) or 'no fast pipeline'}, "
+                          f"candidate on {', '.join(sorted(cand_groups)) or 'no fast pipeline'} (never cpu against cuda)")
+        row["notes"].append(row["status"])
+        return row
+    gb, gc = base_groups[common[0]], cand_groups[common[0]]
     b, c = side(gb, h.metric), side(gc, h.metric)
-    row.update(fingerprint=fp, baseline=b, candidate=c, delta=c["mean"] - b["mean"])
-    if gb.label != gc.label:
-        row["notes"].append(f"different groups: baseline {gb.label}, candidate {gc.label}")
+    row.update(fingerprint=fp, device=common[0], baseline=b, candidate=c, delta=c["mean"] - b["mean"])
 
+    bad = [s for s, v in zip(gc.seeds, c["values"]) if stats.diverged(v, scale)]
+    finite_cand = [v for v in c["values"] if finite(v)]
+    if bad:
+        row["broken"] = True
+        row["notes"].append(f"candidate run(s) of seed(s) {', '.join(map(str, bad))} diverged or gave no value")
+    if len(finite_cand) < 2:
+        row["broken"] = True
+        row["notes"].append(f"only {len(finite_cand)} finite candidate run(s): at least 2 are needed")
     if h.higher_is_better is None:
         row["notes"].append("the headline has no better side: not judged")
     else:
-        worse_side = "less" if h.higher_is_better else "greater"
-        row["welch_p"] = stats.welch(c["values"], b["values"], worse_side)
-        row["mannwhitney_p"] = (stats.mann_whitney(c["values"], b["values"], worse_side)
-                                if min(b["n"], c["n"]) >= 3 else None)
-        row["worse_by"] = (b["mean"] - c["mean"]) * (1 if h.higher_is_better else -1)
-        if min(b["n"], c["n"]) < 2:
-            row["notes"].append("fewer than 2 seeds on a side: the metric is not judged")
-        row["worse"] = bool(finite(row["welch_p"]) and row["welch_p"] < alpha
-                            and row["worse_by"] >= min_effect - 1e-9)
-        mw = row["mannwhitney_p"]
-        if row["worse"] and mw is not None and mw >= alpha:
-            row["notes"].append(f"Mann-Whitney U does not confirm (p = {pvalue(mw)})")
+        yb, yc = oriented(b["values"], scale), oriented(c["values"], scale)
+        delta = math.log1p(min_effect_rel) if scale.kind == "loss" else min_effect
+        row["p_worse"] = stats.shifted_drop(yb, yc, delta)
+        row["welch_p"] = stats.welch(yc, yb, "less")
+        row["mannwhitney_p"] = stats.mann_whitney(yc, yb, "less") if min(len(yb), len(yc)) >= 3 else None
+        row["worse"] = bool(finite(row["p_worse"]) and row["p_worse"] < alpha)
+        if len(yb) < 2:
+            row["notes"].append("fewer than 2 baseline runs: the metric is not judged")
 
-    same_machine = len(b["machines"]) == 1 and b["machines"] == c["machines"]
-    sb, sc = b["seconds_per_epoch"], c["seconds_per_epoch"]
-    row["slowdown"] = sc / sb if sb and sc is not None else None
-    row["timing_comparable"] = same_machine
-    if not same_machine:
-        row["notes"].append(f"machines differ (baseline {', '.join(b['machines'])}; candidate "
-                            f"{', '.join(c['machines'])}): timings not comparable, slowdown not judged")
-    row["slower"] = bool(same_machine and row["slowdown"] is not None and row["slowdown"] > max_slowdown)
+    hosts = set(b["hosts"]) | set(c["hosts"])
+    row["timing_comparable"] = len(hosts) == 1 and not next(iter(hosts)).startswith("unknown")
+    ratio, lo, hi = stats.log_ratio_interval(b["seconds_per_epoch"], c["seconds_per_epoch"])
+    row.update(slowdown=ratio if finite(ratio) else None, slowdown_interval=[lo, hi])
+    if not row["timing_comparable"]:
+        row["notes"].append(f"hosts differ ({', '.join(sorted(hosts))}): timings not judged")
+    row["slower"] = bool(row["timing_comparable"] and finite(lo) and lo > max_slowdown)
     row["regressed"] = row["worse"] or row["slower"]
     what = [w for w, flag in (("worse", row["worse"]), ("slower", row["slower"])) if flag]
-    row["status"] = f"regression: {' and '.join(what)}" if what else "ok"
+    row["status"] = ("broken: " + "; ".join(n for n in row["notes"] if "diverged" in n or "finite" in n)
+                     if row["broken"] else f"regression: {' and '.join(what)}" if what else "ok")
     return row
 
 
-def compare(baseline: Path, candidate: Path, alpha: float = 0.05, min_effect: float = 0.1,
-            max_slowdown: float = 1.25) -> dict:
+def compare(baseline: Path, candidate: Path, alpha: float = stats.ALPHA, min_effect: float = 0.1,
+            min_effect_rel: float = 0.1, max_slowdown: float = 1.25, accepted=()) -> dict:
     """The whole comparison as plain data (what --json writes)."""
-    base, base_problems = load(baseline)
-    cand, cand_problems = load(candidate)
-    common = sorted(set(base) & set(cand))
-    if not common:
-        listed = [", ".join(sorted(names)) or "none" for names in (base, cand)]
-        raise CompareError(f"no recipe has canonical complete runs in both {baseline} ({listed[0]}) "
-                           f"and {candidate} ({listed[1]})")
-    known = {r.name: r for r in registry.all_recipes()}
+    base_ev, cand_ev = load(baseline), load(candidate)
+    readings = {}
+    for ev in (base_ev, cand_ev):
+        for r in ev.records:
+            if r["canonical"] and r["status"] == "complete":
+                readings.setdefault((r["recipe"], r["variant"]), None)
+    if not readings:
+        raise CompareError(f"neither {baseline} nor {candidate} holds a canonical complete run")
     rows, warnings = [], []
-    for name in common:
-        if name not in known:
-            rows.append({"recipe": name, "status": f"unknown recipe: no recipes/{name}.py", "regressed": False})
+    for name, variant in sorted(readings, key=lambda k: (k[0], k[1] or "")):
+        base, cand = canonical_complete(base_ev, name, variant), canonical_complete(cand_ev, name, variant)
+        recipe = registry.load(name, variant)
+        if not base:
+            rows.append({"reading": recipe.label, "status": "new: only in the candidate", "regressed": False,
+                         "broken": False})
+            warnings.append(f"{recipe.label}: runs only in the candidate (no baseline yet)")
             continue
-        rows.append(compare_recipe(known[name], base[name], cand[name], alpha, min_effect, max_slowdown))
-        warnings += [f"{name}: {note}" for note in rows[-1]["notes"]]
-    for name in sorted(set(base) ^ set(cand)):
-        where = "baseline" if name in base else "candidate"
-        rows.append({"recipe": name, "status": f"only in {where}", "regressed": False})
-        warnings.append(f"{name}: runs only in the {where}")
-    rows.sort(key=lambda r: r["recipe"])
-    for folder, problems in ((baseline, base_problems), (candidate, cand_problems)):
-        warnings += [f"{folder}: skipped {p.path}: {p.reason}" for p in problems]
+        if not cand and variant is not None:
+            rows.append({"reading": recipe.label, "status": "variant not run tonight", "regressed": False,
+                         "broken": False})
+            continue
+        rows.append(compare_reading(recipe, base, cand, alpha, min_effect, min_effect_rel, max_slowdown,
+                                    set(accepted)))
+        warnings += [f"{recipe.label}: {n}" for n in rows[-1]["notes"]]
+    warnings += [f"{baseline}: {w}" for w in base_ev.warnings()]
+    warnings += [f"{candidate}: {w}" for w in cand_ev.warnings()]
+    broken = [r["reading"] for r in rows if r["broken"]]
+    broken += [f"rejected candidate record {evidence.rel(x.path, Path(candidate))}" for x in cand_ev.rejected]
     return {"baseline": str(baseline), "candidate": str(candidate), "alpha": alpha, "min_effect": min_effect,
-            "max_slowdown": max_slowdown, "regressed": [r["recipe"] for r in rows if r["regressed"]],
-            "recipes": rows, "warnings": warnings}
+            "min_effect_rel": min_effect_rel, "max_slowdown": max_slowdown, "accepted": sorted(accepted),
+            "regressed": [r["reading"] for r in rows if r["regressed"]], "broken": broken,
+            "rejected_candidate_records": len(cand_ev.rejected), "readings": rows, "warnings": warnings}
 
 
 def _json_safe(value):
@@ -150,36 +174,42 @@ def _json_safe(value):
         return None
     if isinstance(value, dict):
         return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return [_json_safe(v) for v in value]
     return value
 
 
 def render(summary: dict) -> str:
     rows = []
-    for r in summary["recipes"]:
+    for r in summary["readings"]:
         b, c = r.get("baseline"), r.get("candidate")
         if b is None:
-            rows.append([r["recipe"], r.get("metric", "—"), "—", "—", "—", "—", "—", "—", r["status"]])
+            rows.append([r["reading"], r.get("metric", "—"), "—", "—", "—", "—", "—", "—", "—", r["status"]])
             continue
+        spe = [f"{num(median(x)) if x else '—'}" for x in (b["seconds_per_epoch"], c["seconds_per_epoch"])]
         ratio = f" (×{r['slowdown']:.2f})" if r.get("slowdown") else ""
-        rows.append([r["recipe"], r["metric"], f"{num(b['mean'])} ± {spread(b['std'])} (n={b['n']})",
+        rows.append([r["reading"], f"{r['metric']} ({r['device']})",
+                     f"{num(b['mean'])} ± {spread(b['std'])} (n={b['n']})",
                      f"{num(c['mean'])} ± {spread(c['std'])} (n={c['n']})", num(r["delta"]),
-                     pvalue(r.get("welch_p")), pvalue(r.get("mannwhitney_p")),
-                     f"{num(b['seconds_per_epoch'])} → {num(c['seconds_per_epoch'])}{ratio}", r["status"]])
-    return table(rows, ["recipe", "headline", "baseline", "candidate", "Δ mean", "Welch p (worse)",
-                        "Mann-Whitney p", "s / epoch", "verdict"])
+                     pvalue(r.get("p_worse")), pvalue(r.get("welch_p")), pvalue(r.get("mannwhitney_p")),
+                     f"{spe[0]} → {spe[1]}{ratio}", r["status"]])
+    return table(rows, ["reading", "headline", "baseline", "candidate", "Δ mean", "p (worse by > min effect)",
+                        "Welch p", "Mann-Whitney p", "s / epoch", "verdict"])
 
 
-def run_gate(baseline: Path, candidate: Path, json_path: Path, alpha: float = 0.05, min_effect: float = 0.1,
-             max_slowdown: float = 1.25) -> int:
-    """`python -m bench compare`: print the table, write the JSON summary, 1 when something regressed."""
-    summary = compare(baseline, candidate, alpha, min_effect, max_slowdown)
+def run_gate(baseline: Path, candidate: Path, json_path: Path, alpha: float = stats.ALPHA, min_effect: float = 0.1,
+             min_effect_rel: float = 0.1, max_slowdown: float = 1.25, accepted=()) -> int:
+    """`python -m bench compare`: print the table, write the JSON summary; 1 when something regressed or broke."""
+    summary = compare(baseline, candidate, alpha, min_effect, min_effect_rel, max_slowdown, accepted)
     print(render(summary))
     for w in summary["warnings"]:
         print(f"warning: {w}")
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(_json_safe(summary), indent=1, sort_keys=True, allow_nan=False) + "\n")
-    bad = summary["regressed"]
-    print(f"REGRESSION in {', '.join(bad)}" if bad else "no regression", f"(summary in {json_path})")
-    return 1 if bad else 0
+    bad, broken = summary["regressed"], summary["broken"]
+    if bad or broken:
+        print(f"REGRESSION in {', '.join(bad)}" if bad else "", f"BROKEN: {', '.join(broken)}" if broken else "",
+              f"(summary in {json_path})")
+        return 1
+    print(f"no regression (summary in {json_path})")
+    return 0

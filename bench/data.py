@@ -310,14 +310,29 @@ def _csv_bytes(images: np.ndarray, labels: np.ndarray) -> bytes:
     return buf.getvalue().encode()
 
 
-def load_mnist_csv(data_dir: Path, log: Log = print) -> dict[str, np.ndarray]:
-    """mnist_train.csv / mnist_test.csv (label, 784 pixels), generated once from verified IDX.
-
-    Reading back, the pixels and labels are re-encoded as IDX and checked against the
-    canonical SHA-256, so a CSV that drifted from MNIST is caught like a bad IDX file.
-    """
+def read_csv_split(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(images, labels) of mnist_train.csv / mnist_test.csv, checked against the canonical IDX SHA-256:
+    a CSV that drifted from MNIST is caught like a bad IDX file (a DataError naming the file)."""
     import pandas as pd
 
+    try:
+        table = pd.read_csv(path, header=None, dtype=np.int64).to_numpy()
+    except ValueError as exc:  # cut rows, empty file, non-integers (pandas' parse errors are ValueErrors)
+        raise DataError(f"{path}: not a CSV of integers ({str(exc)[:100]}); delete it to regenerate") from exc
+    if table.ndim != 2 or table.shape[1] != 785 or table.min() < 0 or table.max() > 255:
+        raise DataError(f"{path}: expected 785 integer columns in 0..255; delete it to regenerate")
+    images, labels = table[:, 1:].astype(np.uint8).reshape(-1, 1, 28, 28), table[:, 0].astype(np.int64)
+    prefix = "train" if split == "train" else "t10k"
+    specs = {s.name: s for s in MNIST_RAW}
+    got = (hashlib.sha256(idx_images(images[:, 0])).hexdigest(), hashlib.sha256(idx_labels(labels)).hexdigest())
+    want = (specs[f"{prefix}-images-idx3-ubyte"].sha256, specs[f"{prefix}-labels-idx1-ubyte"].sha256)
+    if got != want:
+        raise DataError(f"{path}: contents differ from MNIST; delete it to regenerate")
+    return images, labels
+
+
+def load_mnist_csv(data_dir: Path, log: Log = print) -> dict[str, np.ndarray]:
+    """mnist_train.csv / mnist_test.csv (label, 784 pixels), generated once from verified IDX, re-verified when read."""
     folder = mnist_csv_dir(data_dir)
     arrays = None
     out = {}
@@ -327,21 +342,22 @@ def load_mnist_csv(data_dir: Path, log: Log = print) -> dict[str, np.ndarray]:
             arrays = arrays or load_mnist(data_dir, log)
             log(f"MNIST-CSV: writing {path} from the verified IDX files")
             write_atomic(path, _csv_bytes(arrays[f"{split}_x"], arrays[f"{split}_y"]))
+        out[f"{split}_x"], out[f"{split}_y"] = read_csv_split(path, split)
+    return out
+
+
+def verify_mnist_csv(data_dir: Path) -> dict[str, Optional[str]]:
+    out = {}
+    for split, fname in CSV_FILES.items():
+        path = mnist_csv_dir(data_dir) / fname
+        if not path.exists():
+            out[fname] = "missing"
+            continue
         try:
-            table = pd.read_csv(path, header=None, dtype=np.int64).to_numpy()
-        except ValueError as exc:  # cut rows, empty file, non-integers (pandas' parse errors are ValueErrors)
-            raise DataError(f"{path}: not a CSV of integers ({str(exc)[:100]}); delete it to regenerate") from exc
-        if table.shape[1] != 785 or table.min() < 0 or table.max() > 255:
-            raise DataError(f"{path}: expected 785 integer columns in 0..255; delete it to regenerate")
-        out[f"{split}_x"] = table[:, 1:].astype(np.uint8).reshape(-1, 1, 28, 28)
-        out[f"{split}_y"] = table[:, 0].astype(np.int64)
-    for split, prefix in (("train", "train"), ("test", "t10k")):
-        specs = {s.name: s for s in MNIST_RAW}
-        got = (hashlib.sha256(idx_images(out[f"{split}_x"][:, 0])).hexdigest(),
-               hashlib.sha256(idx_labels(out[f"{split}_y"])).hexdigest())
-        want = (specs[f"{prefix}-images-idx3-ubyte"].sha256, specs[f"{prefix}-labels-idx1-ubyte"].sha256)
-        if got != want:
-            raise DataError(f"{folder / CSV_FILES[split]}: contents differ from MNIST; delete it to regenerate")
+            read_csv_split(path, split)
+            out[fname] = None
+        except DataError as exc:
+            out[fname] = str(exc).split(": ", 1)[-1]
     return out
 
 
@@ -463,6 +479,12 @@ def make_splits(arrays: dict[str, np.ndarray], hp, split_gen, device) -> Splits:
 
 
 LOADERS = {"mnist": load_mnist, "mnist_csv": load_mnist_csv, "cifar10": load_cifar10}
+
+
+def verify_all(data_dir: Path) -> dict[str, dict[str, Optional[str]]]:
+    """Every dataset file's check (None: ok, "missing", or what is wrong), MNIST's CSV included."""
+    return {"mnist": verify_mnist(data_dir), "mnist_csv": verify_mnist_csv(data_dir),
+            "cifar10": verify_cifar10(data_dir)}
 
 
 def load(dataset: str, data_dir: Path, log: Log = print) -> dict[str, np.ndarray]:

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from .augment import augment_batch, normalize, torchvision_pipeline
 from .data import Split, Splits
 from .determinism import rng_state, set_rng_state, weights_sha256
+from .step import current as current_step, make_step
 
 PIPELINES = ("fast", "faithful")
 
@@ -39,6 +40,7 @@ class RunContext:
     key: str = ""
     progress: bool = True
     stop_after: Optional[int] = None   # train the first K epochs of the unchanged schedule, then stop
+    step: Optional[str] = None         # "eager" | "graph" (bench/step.py); None: bench.step.default_step's
 
     def last_epoch(self, hp) -> int:
         """How many epochs this call trains to: the schedule's end, or the --stop-after point before it."""
@@ -161,6 +163,17 @@ def evaluated(epoch: int, hp, last: Optional[int] = None) -> bool:
 
 # ---------------------------------------------------------------- the loop
 
+def _test_pause(ctx: RunContext, epoch: int) -> None:
+    """TEST-ONLY hook (tests/test_reliability.py); changes no number. With BENCH_TEST_PAUSE_AFTER_EPOCH=N,
+    after epoch N's checkpoint is saved (runs without a checkpoint file never pause): create the file
+    BENCH_TEST_PAUSE_FILE (if set) and sleep, so a test can SIGKILL or SIGINT the run at a known point."""
+    if ctx.checkpoint is None or os.environ.get("BENCH_TEST_PAUSE_AFTER_EPOCH") != str(epoch):
+        return
+    if os.environ.get("BENCH_TEST_PAUSE_FILE"):
+        Path(os.environ["BENCH_TEST_PAUSE_FILE"]).touch()
+    time.sleep(600)
+
+
 def train(recipe, hp, data: Splits, ctx: RunContext) -> TrainResult:
     """Train a torch recipe as its document does; resume from ctx.checkpoint when present."""
     device = ctx.device
@@ -183,40 +196,35 @@ def train(recipe, hp, data: Splits, ctx: RunContext) -> TrainResult:
             schedule.scheduler.load_state_dict(state["scheduler"])
         curves, start = state["curves"], state["epoch"]
 
+    reported = curves
     cached = None
     if ctx.pipeline == "faithful":
         loader = faithful_loader(data.train, hp, transforms, ctx.gens)
     elif not transforms:
         cached = normalize(data.train.x, hp.mean, hp.std)  # nothing random: normalize once
 
-    pending_time = 0.0
+    pending_time = state.get("pending_time", 0.0) if state is not None else 0.0
+    step = make_step(current_step(ctx.step), model, optimizer, schedule, loss_fn, hp, device, ctx.pipeline)
     last = ctx.last_epoch(hp)
     bar = ctx.bar(start, last)
     for epoch in bar:
         t0 = time.perf_counter()
         model.train()
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        correct = torch.zeros((), dtype=torch.int64, device=device)
+        step.begin_epoch()
         batches = (faithful_batches(loader, device) if ctx.pipeline == "faithful"
                    else fast_batches(data.train, hp, transforms, ctx.gens, cached))
         for x, y in ctx.batch_bar(batches, steps_per_epoch):
-            optimizer.zero_grad(set_to_none=True)
-            out = model(x)
-            loss = loss_fn(out, y)
-            loss.backward()
-            if hp.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), hp.grad_clip)
-            optimizer.step()
-            if schedule is not None and schedule.step_on == "batch":
-                schedule.scheduler.step()
-            loss_sum += loss.detach().double() * len(y)
-            correct += (out.argmax(1) == y).sum()
+            step(x, y)    # zero_grad, forward, loss, backward, clip, optimizer and batch-schedule step, sums
+        loss_sum, correct = step.loss_sum, step.correct
 
         if not evaluated(epoch, hp, last):
             if schedule is not None and schedule.step_on == "epoch":
                 schedule.scheduler.step()
             pending_time += time.perf_counter() - t0
             continue
+        # the schedule's own evaluations; a --stop-after point between two of them is evaluated for the
+        # truncated record only, so that resuming ends exactly like an uninterrupted run
+        on_grid = evaluated(epoch, hp)
         n = len(data.train)
         row = {"epoch": epoch + 1, "train_loss": loss_sum.item() / n, "train_acc": 100.0 * correct.item() / n}
         if data.val is not None:
@@ -224,21 +232,27 @@ def train(recipe, hp, data: Splits, ctx: RunContext) -> TrainResult:
         row["test_loss"], row["test_acc"] = evaluate(model, data.test, hp, loss_fn)
         if schedule is not None and schedule.step_on == "epoch":
             schedule.scheduler.step()
-        elif schedule is not None and schedule.step_on == "val_loss":
+        elif schedule is not None and schedule.step_on == "val_loss" and on_grid:
             schedule.scheduler.step(row["val_loss"])
         row["lr"] = optimizer.param_groups[0]["lr"]
         row["epoch_time_s"] = pending_time + time.perf_counter() - t0
-        pending_time = 0.0
-        for k, v in row.items():
-            curves[k].append(v)
+        if on_grid:
+            pending_time = 0.0
+            for k, v in row.items():
+                curves[k].append(v)
+            reported = curves
+        else:
+            pending_time = row["epoch_time_s"]
+            reported = {k: v + [row[k]] for k, v in curves.items()}
         bar.set_postfix(loss=f"{row['train_loss']:.4f}", acc=f"{row['train_acc']:.2f}",
                         test=f"{row['test_acc']:.2f}", refresh=False)
         ctx.save_checkpoint({"epoch": epoch + 1, "model": model.state_dict(),
                              "optimizer": optimizer.state_dict(),
                              "scheduler": None if schedule is None else schedule.scheduler.state_dict(),
-                             "curves": curves})
+                             "curves": curves, "pending_time": pending_time})
+        _test_pause(ctx, epoch + 1)
     bar.close()
-    return TrainResult(curves=curves, weights_sha256=weights_sha256(model.state_dict()),
+    return TrainResult(curves=reported, weights_sha256=weights_sha256(model.state_dict()),
                        epochs_run=max(last, start), resumed_from=start, truncated=last < hp.epochs,
                        state=model.state_dict())
 

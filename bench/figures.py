@@ -61,9 +61,10 @@ def _band(curves: list[dict], key: str) -> tuple[np.ndarray, ...] | None:
         return epochs, np.nanmean(grid, 0), np.nanmin(grid, 0), np.nanmax(grid, 0)
 
 
-def curves_figure(path: Path, title: str, curves: list[dict]) -> Path:
+def curves_figure(path: Path, title: str, curves: list[dict], log_points=()) -> Path:
     """Accuracy (test, and validation when recorded) and training loss against epoch:
-    the mean over seeds as a line, the min-max over seeds as a band."""
+    the mean over seeds as a line, the min-max over seeds as a band, and the document's own
+    printed log (bench.recipe.LogPoint) as points over it."""
     with matplotlib.style.context("default"):
         fig = Figure(figsize=(9.6, 3.6))
         acc, loss = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
@@ -75,9 +76,15 @@ def curves_figure(path: Path, title: str, curves: list[dict]) -> Path:
                 epochs, mid, lo, hi = band
                 line, = ax.plot(epochs, mid, label=f"{key} (mean)")
                 ax.fill_between(epochs, lo, hi, color=line.get_color(), alpha=0.2, label=f"{key} (min-max)")
+        for metric in sorted({p.metric for p in log_points}):
+            points = [(p.epoch, p.value) for p in log_points if p.metric == metric]
+            ax = loss if "loss" in metric else acc
+            ax.plot(*zip(*points), "k.", markersize=4, label=f"{metric} (the document)")
+        for ax in (acc, loss):
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("epoch")
-            ax.legend(fontsize=8)
+            if ax.has_data():
+                ax.legend(fontsize=8)
         acc.set_ylabel("accuracy (%)")
         loss.set_ylabel("training loss")
         positive = [v for c in curves for v in c.get("train_loss", []) if v is not None]

@@ -100,6 +100,7 @@ def Each(inner: Domain, length: Optional[int] = None) -> Domain:
 
 # Images in each dataset's training set, and channels per image: the bounds of splits and Normalize.
 DATASETS = {"mnist": (60_000, 1), "mnist_csv": (60_000, 1), "cifar10": (50_000, 3)}
+TEST_IMAGES = {"mnist": 10_000, "mnist_csv": 10_000, "cifar10": 10_000}
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,272 +1,203 @@
 """REPORT.md from the results folder and the recipe modules, nothing else.
 
-Statistics use canonical, complete runs of each recipe's current fingerprint, one value per
-seed (its earliest record; later reruns of the seed only say whether they match bitwise).
-Smoke runs, older fingerprints and unreadable files are listed, never mixed in. Same results
-in, same bytes out: no clock, sorted iteration, a seeded bootstrap, stamp-free PNGs.
+Records come from bench.evidence (validated, cross-checked, copies counted once); rejected ones
+open the report. Statistics use the canonical, complete runs of each reading's current
+fingerprint; every run counts, a seed rerun on other hardware included. Smoke runs, truncated
+runs (early curves only) and older fingerprints are listed, never mixed in. Verdicts follow
+bench.stats (see README, "Reading REPORT.md"). Same results in, same bytes out.
 """
 from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from tabulate import tabulate
-
-from . import figures, registry, stats
-from .determinism import hardware, machine_key
+from . import early, evidence, figures, registry, stats
+from .determinism import hardware
 from .engine import honest_selection
-from .recipe import Claim
+from .evidence import Evidence, Group, ReadingRuns, machine, rel, split_runs
+from .fmt import chance, finite, interval, mean_sd, num, pvalue, spread, suffix, table
 from .registry import Recipe
-from .store import StoreError, read_records
+from .store import StoreError
+from .verdicts import ClaimResult, headline_result, judge_reading, scale_of
 
 FIGURES_DIR = "report_figures"
 
 
-# ---------------------------------------------------------------- which runs count
-
-def device_type(record: dict) -> str:
-    return str(record["device"]).split(":")[0]
+def runs_of(ev: Evidence, recipe: Recipe) -> ReadingRuns:
+    return split_runs(ev.of(recipe.name, recipe.variant_name), recipe.fingerprint)
 
 
-def machine(record: dict) -> str:
-    return record.get("machine") or machine_key(record.get("env") or {})
-
-
-@dataclass
-class Group:
-    """Canonical complete runs of one fingerprint on one pipeline and one device type."""
-    pipeline: str
-    device: str
-    runs: list = field(default_factory=list)    # the earliest record of each seed, by seed
-    reruns: dict = field(default_factory=dict)  # seed -> all its records, oldest first, when > 1
-
-    @property
-    def label(self) -> str:
-        return f"{self.pipeline} / {self.device}"
-
-    @property
-    def seeds(self) -> list[int]:
-        return [r["seed"] for r in self.runs]
-
-    def values(self, metric: str) -> list[float]:
-        return [math.nan if r["metrics"].get(metric) is None else r["metrics"][metric] for r in self.runs]
-
-
-def group_runs(records: list[dict]) -> list[Group]:
-    """Canonical complete records of one fingerprint, grouped by pipeline and device type;
-    fast before faithful, cuda before cpu. Within a group a seed is one run key, so several
-    records of a seed are reruns (--force)."""
-    by_seed: dict[tuple, dict[int, list]] = {}
-    for r in sorted(records, key=lambda r: (r["started_at"], r.get("_path", ""))):
-        by_seed.setdefault((r.get("pipeline", "fast"), device_type(r)), {}).setdefault(r["seed"], []).append(r)
-    groups = []
-    for (pipeline, device), seeds in by_seed.items():
-        runs = [seeds[s][0] for s in sorted(seeds)]
-        groups.append(Group(pipeline, device, runs, {s: v for s, v in sorted(seeds.items()) if len(v) > 1}))
-    return sorted(groups, key=lambda g: (g.pipeline != "fast", g.device != "cuda", g.pipeline, g.device))
-
-
-def primary(groups: list[Group]) -> Group | None:
-    """The group a summary row stands on: most seeds, then the fast pipeline, then cuda."""
-    return max(groups, key=lambda g: (len(g.runs), g.pipeline == "fast", g.device == "cuda"), default=None)
-
-
-@dataclass
-class RecipeRuns:
-    """A recipe's records sorted into what counts (groups) and what is only listed."""
-    groups: list[Group]
-    primary: Group | None
-    smoke: list[dict]
-    older: list[dict]
-    incomplete: list[dict]
-
-
-def split_runs(records: list[dict], fingerprint: str) -> RecipeRuns:
-    canonical = [r for r in records if r["canonical"] is True]
-    current = [r for r in canonical if r["fingerprint"] == fingerprint]
-    groups = group_runs([r for r in current if r["status"] == "complete"])
-    return RecipeRuns(groups, primary(groups), smoke=[r for r in records if r["canonical"] is not True],
-                      older=[r for r in canonical if r["fingerprint"] != fingerprint],
-                      incomplete=[r for r in current if r["status"] != "complete"])
-
-
-# ---------------------------------------------------------------- formatting
-
-def finite(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def num(v, unit: str = "") -> str:
-    if not finite(v):
-        return "—"
-    if unit == "%":
-        return f"{v:.2f}"
-    return f"{int(v):,}" if float(v).is_integer() and abs(v) < 1e15 else f"{v:.4g}"
-
-
-def spread(v, unit: str = "") -> str:
-    return "—" if not finite(v) else f"{v:.3f}" if unit == "%" else f"{v:.3g}"
-
-
-def suffix(unit: str) -> str:
-    return unit if unit in ("%", "") else f" {unit}"
-
-
-def interval(pair, unit: str = "") -> str:
-    return "—" if not all(map(finite, pair)) else f"[{num(pair[0], unit)}, {num(pair[1], unit)}]"
-
-
-def chance(p: float) -> str:
-    return "<0.1%" if 0 < p < 0.001 else ">99.9%" if 0.999 < p < 1 else f"{p:.1%}"
-
-
-def mean_sd(s: stats.ClaimStats, unit: str) -> str:
-    return "—" if not s.n else num(s.mean, unit) if s.n == 1 else f"{num(s.mean, unit)} ± {spread(s.std, unit)}"
-
-
-def pvalue(p) -> str:
-    return f"{p:.3g}" if finite(p) else "—"
-
-
-def table(rows, headers) -> str:
-    clean = [[str(c).replace("|", "\\|").replace("\n", " ") for c in row] for row in rows]
-    return tabulate(clean, headers=headers, tablefmt="github", disable_numparse=True)
-
-
-def rel(path, results: Path) -> str:
-    try:
-        return Path(path).relative_to(results).as_posix()
-    except ValueError:
-        return str(path)
+def slug(recipe: Recipe) -> str:
+    return recipe.label.replace(":", "-")
 
 
 # ---------------------------------------------------------------- claims
 
-def judge(recipe: Recipe, claim: Claim, group: Group | None) -> tuple[stats.ClaimStats, str]:
-    """Statistics of a claim's metric over a group's seeds, and its verdict."""
-    s = stats.describe(group.values(claim.metric) if group else [], claim.value, claim.higher_is_better)
-    if claim.measured_on == "model":
-        v = "reproduced" if recipe.params == claim.value else "not reproduced"
-    elif claim.measured_on == "time":
-        v = "no verdict (other hardware)"
-    else:
-        v = s.verdict
-    return s, f"{v} (aspiration)" if claim.aspiration else v
+def judged_lines(res: ClaimResult, group: Group, unit: str) -> list[str]:
+    j = res.judgement
+    out = [f"- runs ({group.label}, n={j.n}{f', {j.n_diverged} diverged' if j.n_diverged else ''}): "
+           f"{mean_sd(j.mean, j.std, len(j.values), unit)}{suffix(unit)}; per seed: "
+           + ", ".join(f"{s}: {num(v, unit)}" for s, v in zip(group.seeds, group.values(res.claim.metric)))]
+    if len(j.values) >= 2:
+        side = "upper" if res.claim.higher_is_better else "lower"
+        out += [f"- one new run: one-sided 95% {side} predictive bound {num(j.best_plausible, unit)}{suffix(unit)}; "
+                f"chance it reaches the claim {chance(j.p_one)} (Student t predictive)"
+                + (f", Holm-adjusted p = {pvalue(j.p_adjusted)}" if not res.claim.headline else ""),
+                f"- 95% CI of the mean {interval(j.ci, unit)}, bootstrap {interval(j.bootstrap, unit)}",
+                "- chance that the best of k runs reaches the claim: "
+                + ", ".join(f"k={k}: {chance(p)}" for k, p in j.best_of.items())]
+    lo, hi = j.reaching_ci
+    out.append(f"- runs reaching the claim: {j.reaching}/{j.n} (95% CI {lo:.0%}–{hi:.0%}; diverged runs count "
+               "as not reaching)")
+    if j.beats_all is not None:
+        out.append(f"- distribution-free: a new run beats all {j.n} with chance 1/(n+1) = {1 / (j.n + 1):.1%}; "
+                   f"the claim {'beats' if j.beats_all else 'does not beat'} every run")
+    tail = ""
+    if j.verdict == "not reproduced":
+        tail = (f"; plausible only as the best of K = {j.plausible_k} runs" if j.plausible_k
+                else f"; not plausible even as the best of {stats.MAX_K:,} runs")
+    if res.protocol_k:
+        tail += f"; the document's number is {res.protocol_k}"
+    return out + [f"- verdict: **{res.verdict}**{tail}"]
 
 
-def claim_block(recipe: Recipe, claim: Claim, group: Group | None) -> list[str]:
-    u = claim.unit
-    s, v = judge(recipe, claim, group)
-    out = [f"#### `{claim.metric}`: claimed {num(claim.value, u) + suffix(u)}{' (headline)' if claim.headline else ''}",
-           "", f"> {claim.quote}", "",
-           (f"- selection `{claim.selection}`, measured on {claim.measured_on}; "
-            f"flags: {', '.join(claim.flags) or 'none'}")]
-    if claim.note:
-        out.append(f"- note: {claim.note}")
-    if claim.measured_on == "model":
-        recorded = sorted({r["params"] for r in group.runs}) if group else []
-        out.append(f"- measured exactly: {recipe.params:,} parameters in the model the recipe builds"
-                   + (f" (runs recorded {', '.join(f'{p:,}' for p in recorded)})" if recorded else ""))
-        out += [f"- verdict: **{v}**", ""]
-        return out
-    where = f"{group.label}, n={s.n}" if group else "n=0"
-    if group and s.n < len(group.runs):
-        where += f"; {len(group.runs) - s.n} run(s) without a finite value"
-    if claim.measured_on == "time":
-        runs = (f"{mean_sd(s, u)}{suffix(u)} (min {num(s.min, u)}, max {num(s.max, u)}) on "
-                + ", ".join(sorted({machine(r) for r in group.runs})) if s.n else "none yet")
-        out += [f"- runs ({where}): {runs}",
-                "- verdict: **none**: the document's hardware is not ours, so its time is not comparable", ""]
-        return out
-    if s.n:
-        out += [f"- runs ({where}): {mean_sd(s, u)}{suffix(u)}; per seed: "
-                + ", ".join(f"{seed}: {num(x, u)}" for seed, x in zip(group.seeds, group.values(claim.metric))),
-                (f"- 95% prediction interval of one new run {interval(s.pi, u)}; 95% CI of the mean "
-                 f"{interval(s.ci, u)}, bootstrap {interval(s.bootstrap, u)}"),
-                f"- one-sample t-test of the mean against the claim: p = {pvalue(s.p_value)}"]
-        if s.best_of:
-            out.append("- chance that the best of k runs reaches the claim: "
-                       + ", ".join(f"k={k}: {chance(p)}" for k, p in s.best_of.items()))
+def claim_block(recipe: Recipe, res: ClaimResult, group: Group | None) -> list[str]:
+    c, u = res.claim, res.claim.unit
+    out = [f"#### `{c.metric}`: claimed {num(c.value, u) + suffix(u)}{' (headline)' if c.headline else ''}", "",
+           f"> {c.quote}", "",
+           f"- selection `{c.selection}`, measured on {c.measured_on}; flags: {', '.join(c.flags) or 'none'}"]
+    if c.note:
+        out.append(f"- note: {c.note}")
+    if res.rule == "model":
+        out += [f"- measured exactly: {res.measured_params:,} parameters in the model the runs trained",
+                f"- verdict: **{res.verdict}**", ""]
+    elif res.rule == "time":
+        runs = f"{num(stats.mean(group.values(c.metric)))} s on {', '.join(group.machines)}" if group else "none yet"
+        out += [f"- runs: {runs}", "- verdict: **none**: the document's hardware is not ours", ""]
+    elif res.rule == "not comparable":
+        out += [f"- verdict: **not comparable**: {c.not_comparable}", ""]
+    elif res.rule == "described":
+        d = res.description
+        out += ([f"- runs (n={d.n}): median {num(d.median)}, range {num(d.min)}–{num(d.max)}; "
+                 f"{d.equal}/{d.n} runs at {num(c.value)}" + (f"; values: {', '.join(num(v) for v in d.values)}"
+                                                              if d.n <= 20 else ""),
+                 "- no verdict: the claim has no better side; its distribution is described", ""] if d.n
+                else ["- runs: none yet", ""])
+    elif group and res.judgement.n:
+        out += judged_lines(res, group, u) + [""]
     else:
-        out.append(f"- runs: {'the runs do not record this metric' if group else 'none yet'}")
-    out += [f"- verdict: **{v}**", ""]
+        out += [f"- runs: none yet; verdict: **{res.verdict}**", ""]
     return out
 
 
 # ---------------------------------------------------------------- sections
 
-def summary_row(recipe: Recipe, rr: RecipeRuns) -> list:
+def summary_row(recipe: Recipe, rr: ReadingRuns) -> list:
     h, g = recipe.headline, rr.primary
-    s, v = judge(recipe, h, g)
-    u = h.unit
-    share = sum(stats.reaches(x, h.value, h.higher_is_better) for x in g.values(h.metric) if finite(x)) if g else 0
+    res = headline_result(recipe, g)
+    j, u = res.judgement, h.unit
+    params_claim = next((c for c in recipe.claims if c.metric == "params"), None)
+    measured = sorted({r["params"] for r in g.runs}) if g else [recipe.params]
     wall = stats.mean([r["wall_time_s"] for r in g.runs]) if g else math.nan
-    declared = f"{recipe.declared_params:,}" if recipe.declared_params else "—"
-    return [recipe.name, recipe.source.split("source:", 1)[-1].strip(), f"`{h.metric}` {num(h.value, u)}{suffix(u)}",
-            s.n, mean_sd(s, u), interval(s.ci, u),
-            f"{num(s.min, u)} / {num(s.median, u)} / {num(s.max, u)}" if s.n else "—",
-            f"{share}/{s.n}" if s.n and h.higher_is_better is not None else "—",
-            f"{recipe.params:,} / {declared}", f"{num(wall)} s" if g else "—",
-            ", ".join(sorted({machine(r) for r in g.runs})) if g else "—", g.label if g else "—", v]
+    verdict = res.verdict + (f" — {', '.join(h.flags)}" if h.flags else "")
+    if j and j.verdict == "not reproduced" and j.plausible_k:
+        verdict += f" (best of K={j.plausible_k})"
+    n = f"{j.n}" + (f" ({j.n_diverged} diverged)" if j and j.n_diverged else "") if j else "—"
+    return [recipe.label, f"`{h.metric}` {num(h.value, u)}{suffix(u)}", n,
+            mean_sd(j.mean, j.std, len(j.values), u) if j else "—", interval(j.ci, u) if j else "—",
+            f"{j.reaching}/{j.n}" if j and j.n else "—", chance(j.p_one) if j else "—",
+            f"{measured[0]:,} / {f'{int(params_claim.value):,}' if params_claim else '—'}",
+            f"{num(wall)} s on {', '.join(g.machines)}" if g else "—", verdict]
 
 
-def runs_overview(recipe: Recipe, rr: RecipeRuns) -> list[str]:
-    h = recipe.headline
-    out = []
-    if rr.groups:
-        rows = []
-        for g in rr.groups:
-            s = stats.describe(g.values(h.metric), h.value, h.higher_is_better)
-            rows.append([g.label, s.n, mean_sd(s, h.unit), interval(s.ci, h.unit), interval(s.pi, h.unit), s.verdict,
-                         f"{num(stats.mean([r['wall_time_s'] for r in g.runs]))} s",
-                         ", ".join(sorted({machine(r) for r in g.runs}))])
-        out += [table(rows, ["pipeline / device", "seeds", f"{h.metric} mean ± std", "95% CI", "95% PI",
-                             "verdict", "s per seed", "machine"]), ""]
-    else:
-        out += ["No canonical run of the current fingerprint yet.", ""]
+def runs_by_machine(rr: ReadingRuns, metric: str, unit: str) -> list[str]:
+    if not rr.groups:
+        return ["No canonical complete run of the current fingerprint yet.", ""]
+    rows = []
+    for g in rr.groups:
+        by: dict[tuple, list] = {}
+        for r in g.runs:
+            by.setdefault((machine(r), evidence.host(r)), []).append(r)
+        for (label, host), runs in sorted(by.items()):
+            values = [r["metrics"].get(metric) for r in runs]
+            rows.append([g.label, label, host, len(runs), ", ".join(str(r["seed"]) for r in runs),
+                         mean_sd(stats.mean(values), stats.std(values), len(runs), unit),
+                         f"{num(stats.mean([r['wall_time_s'] for r in runs]))} s"])
+    out = [table(rows, ["pipeline / device", "hardware", "host", "runs", "seeds", f"{metric} mean ± std",
+                        "s per run"]), ""]
     for device in sorted({g.device for g in rr.groups}):
         pair = {g.pipeline: g for g in rr.groups if g.device == device}
         if {"fast", "faithful"} <= set(pair):
-            a, b = (pair[p].values(h.metric) for p in ("fast", "faithful"))
-            sa, sb = (stats.describe(x, h.value, h.higher_is_better) for x in (a, b))
-            p = stats.welch(a, b)
-            test = f"Welch's t-test p = {pvalue(p)}" if finite(p) else "Welch's t-test needs at least 2 seeds in each"
-            out += [(f"Does the fast pipeline change the science? On {device}: fast {mean_sd(sa, h.unit)} (n={sa.n}) "
-                     f"vs faithful {mean_sd(sb, h.unit)} (n={sb.n}); {test}."), ""]
-    if rr.older:
-        fps = Counter(r["fingerprint"] for r in rr.older)
-        out += [f"{len(rr.older)} canonical record(s) of older fingerprints ("
-                + ", ".join(f"`{fp}` ×{n}" for fp, n in sorted(fps.items()))
-                + ") are kept but not in these statistics.", ""]
-    if rr.incomplete:
-        out += [f"{len(rr.incomplete)} record(s) of the current fingerprint are not complete: not in statistics.", ""]
+            a, b = (pair[p].values(metric) for p in ("fast", "faithful"))
+            out += [(f"Does the fast pipeline change the science? On {device}: fast "
+                     f"{mean_sd(stats.mean(a), stats.std(a), len(a), unit)} (n={len(a)}) vs faithful "
+                     f"{mean_sd(stats.mean(b), stats.std(b), len(b), unit)} (n={len(b)}); Welch's t-test "
+                     f"p = {pvalue(stats.welch(a, b))}, Mann-Whitney p = {pvalue(stats.mann_whitney(a, b))}."), ""]
     return out
+
+
+def readings_lines(canonical: Recipe, ev: Evidence) -> list[str]:
+    """Canonical and every variant side by side: the ambiguity of the document, measured."""
+    h = canonical.headline
+    base = runs_of(ev, canonical).primary
+    rows = []
+    for r in [canonical] + [registry.load(canonical.name, v.name) for v in canonical.variants]:
+        rr = runs_of(ev, r)
+        res = headline_result(r, rr.primary)
+        j = res.judgement
+        a = base.values(h.metric) if base else []
+        b = rr.primary.values(h.metric) if rr.primary else []
+        same = r.variant is None
+        rows.append([r.label, j.n, mean_sd(j.mean, j.std, len(j.values), h.unit),
+                     f"{j.n_diverged}/{j.n}" if j.n else "—", res.verdict,
+                     "—" if same else pvalue(stats.welch(b, a)), "—" if same else pvalue(stats.mann_whitney(b, a)),
+                     "canonical" if same else r.variant.why])
+    return [table(rows, ["reading", "runs", f"{h.metric} mean ± std", "diverged", "verdict",
+                         "Welch p vs canonical", "Mann-Whitney p", "what differs"]), ""]
+
+
+def early_lines(recipe: Recipe, rr: ReadingRuns) -> list[str]:
+    records = [r for g in rr.groups for r in g.runs] + rr.truncated
+    rows = early.log_rows(recipe, records)
+    if not rows:
+        return []
+    cells = [[r.point.epoch, r.point.metric, num(r.point.value, "%"), r.n,
+              mean_sd(r.mean, r.std, r.n, "%"), interval((r.low, r.high), "%"),
+              {True: "yes", False: "**no**", None: "—"}[r.agrees]] for r in rows]
+    judged = [r for r in rows if r.agrees is not None]
+    return ["### Early curve against the document's printed log", "",
+            ("The document's per-epoch numbers against this reading's canonical runs at the same epoch (complete "
+             "runs and `--stop-after` runs of the unchanged schedule; these feed no verdict)."), "",
+            table(cells, ["epoch", "metric", "document", "runs", "runs mean ± std", "95% predictive interval",
+                          "inside"]), "",
+            (f"{sum(r.agrees for r in judged)} of {len(judged)} logged epochs with runs agree with the document; "
+             f"{len(rows) - len(judged)} logged epoch(s) have fewer than 2 runs." if judged
+             else "No run has reached a logged epoch yet."), ""]
 
 
 def honest_lines(recipe: Recipe, group: Group | None) -> list[str]:
     h = recipe.headline
     if h.selection != "best_test_epoch":
         return [(f"The document's protocol (`{h.selection}`) did not look at the test set: "
-                "its headline needs no honest counterpart."), ""]
+                 "its headline needs no honest counterpart."), ""]
     rule = honest_selection(h.selection, recipe.hparams.split != "official")
-    pairs = [(r["metrics"].get(h.metric), r["metrics"].get("test_acc_honest")) for r in (group.runs if group else [])]
-    pairs = [(a, b) for a, b in pairs if finite(a) and finite(b)]
-    if not pairs:
+    if not group:
         return [f"The document picks its epoch on test; without that the protocol is `{rule}`. No runs yet.", ""]
-    doc, honest = [a for a, _ in pairs], [b for _, b in pairs]
-    gap = [a - b for a, b in pairs]
-    sd, sh, sg = (stats.describe(x, h.value, h.higher_is_better) for x in (doc, honest, gap))
-    return [f"- `{h.metric}` (the document's protocol, epoch picked on test): {mean_sd(sd, h.unit)}{suffix(h.unit)}",
-            (f"- `test_acc_honest` (`{rule}`, test never looked at): {mean_sd(sh, h.unit)}{suffix(h.unit)}; "
-             f"against the claim: **{sh.verdict}**"),
-            f"- test-set selection adds {mean_sd(sg, h.unit)} points on average (n={sg.n})", ""]
+    doc, honest = group.values(h.metric), group.values("test_acc_honest")
+    gap = [a - b for a, b in zip(doc, honest) if finite(a) and finite(b)]
+    j = stats.judge(honest, h.value, scale_of(recipe, h))
+    return [f"- `{h.metric}` (the document's protocol, epoch picked on test): "
+            f"{mean_sd(stats.mean(doc), stats.std(doc), len(doc), h.unit)}{suffix(h.unit)}",
+            (f"- `test_acc_honest` (`{rule}`, test never looked at): "
+             f"{mean_sd(j.mean, j.std, len(j.values), h.unit)}{suffix(h.unit)}; against the claim: **{j.label}**"),
+            (f"- test-set selection adds {mean_sd(stats.mean(gap), stats.std(gap), len(gap), h.unit)} points on "
+             f"average (n={len(gap)})"), ""]
 
 
 def assumption_lines(recipe: Recipe) -> list[str]:
     rows = [[a.name, a.value, a.source, a.why or "—"] for a in recipe.assumptions]
-    return [table(rows, ["name", "value", "stated / assumed / deviation", "why"]), ""] if rows else ["None.", ""]
+    return [table(rows, ["name", "value", "source", "why"]), ""] if rows else ["None.", ""]
 
 
 def flag_lines(recipe: Recipe) -> list[str]:
@@ -277,43 +208,44 @@ def flag_lines(recipe: Recipe) -> list[str]:
     return [f"- {f}: {', '.join(metrics)}" for f, metrics in flags.items()] + [""] if flags else ["None.", ""]
 
 
-def determinism_lines(recipe: Recipe, groups: list[Group]) -> list[str]:
+def determinism_lines(recipe: Recipe, rr: ReadingRuns, ev: Evidence) -> list[str]:
     out = []
-    for g in groups:
-        for seed, recs in g.reruns.items():
-            by_hash: dict[str, list] = {}
-            for r in recs:
-                by_hash.setdefault(r["weights_sha256"], []).append(r)
-            same = len(by_hash) == 1
-            out.append(f"- {g.label}: reruns of seed {seed} matched bitwise: {'yes' if same else 'no'} "
-                       f"({len(recs)} records)")
-            if not same:   # which record ran where and when: bits are only promised on one machine
-                out += [f"  - weights `{h[:12]}`: " + "; ".join(
-                    f"{r['started_at'][:10]} on {machine(r)}, {(r.get('env') or {}).get('platform', '?')}"
-                    for r in rs) for h, rs in by_hash.items()]
+    for g in rr.groups:
+        for r in g.runs:
+            if r["_path"] in ev.copies:
+                out.append(f"- {g.label}: seed {r['seed']} was rerun {len(ev.copies[r['_path']])} time(s) on the same "
+                           f"machine and thread count: bitwise identical weights (counted once)")
+        for seed, runs in g.reruns.items():
+            same_place = Counter((evidence.host(r), r.get("threads")) for r in runs)
+            alarm = any(n > 1 for n in same_place.values())
+            out.append(f"- {g.label}: seed {seed} has {len(runs)} distinct runs, each a draw of its own"
+                       + (" — **different bits on one machine and thread count: not deterministic**" if alarm else
+                          " (other machines: other bits are expected)"))
+            out += [f"  - weights `{r['weights_sha256'][:12]}`: {r['started_at'][:10]} on {machine(r)}, host "
+                    f"{evidence.host(r)}" for r in runs]
     if not out:
-        out.append(f"- no seed was rerun; `python -m bench check-determinism --recipe {recipe.name}` "
+        out.append(f"- no seed was rerun; `python -m bench check-determinism --recipe {recipe.label}` "
                    "trains one seed twice and compares the weights")
     return out + [""]
 
 
-def commands(name: str, group: Group | None) -> list[str]:
+def commands(recipe: Recipe, group: Group | None) -> list[str]:
     """The command lines that rerun a group's seeds (one per contiguous range of seeds)."""
+    base = f"python -m bench run --recipe {recipe.name}" + (f" --variant {recipe.variant_name}" if recipe.variant
+                                                            else "")
     if group is None:
-        return [f"python -m bench run --recipe {name} --seeds 5"]
-    flags = " --pipeline faithful" if group.pipeline == "faithful" else ""
-    flags += f" --device {group.device}"
-    threads = {(r.get("env") or {}).get("threads") for r in group.runs}
+        return [f"{base} --seeds 5"]
+    flags = (" --pipeline faithful" if group.pipeline == "faithful" else "") + f" --device {group.device}"
+    threads = {r.get("threads") for r in group.runs}
     if group.device == "cpu" and len(threads) == 1 and None not in threads:
         flags += f" --threads {threads.pop()}"
     ranges: list[list[int]] = []
-    for s in group.seeds:
+    for s in sorted(set(group.seeds)):
         if ranges and s == ranges[-1][0] + ranges[-1][1]:
             ranges[-1][1] += 1
         else:
             ranges.append([s, 1])
-    return [f"python -m bench run --recipe {name} --seeds {n}" + (f" --seed-start {start}" if start else "") + flags
-            for start, n in ranges]
+    return [f"{base} --seeds {n}" + (f" --seed-start {start}" if start else "") + flags for start, n in ranges]
 
 
 def environment_lines(groups: list[Group]) -> list[str]:
@@ -321,8 +253,7 @@ def environment_lines(groups: list[Group]) -> list[str]:
     for g in groups:
         for r in g.runs:
             e = r.get("env") or {}
-            envs[(g.label, e.get("python"), e.get("torch"), e.get("cuda") or "—",
-                  hardware(e), e.get("threads"))] += 1
+            envs[(g.label, e.get("python"), e.get("torch"), e.get("cuda") or "—", hardware(e), r.get("threads"))] += 1
             commits[(g.label, r.get("git_commit") or "unknown")] += 1
     if not envs:
         return ["No runs.", ""]
@@ -331,86 +262,129 @@ def environment_lines(groups: list[Group]) -> list[str]:
             "Git commits: " + "; ".join(f"{label}: `{c}` ×{n}" for (label, c), n in sorted(commits.items())), ""]
 
 
-def smoke_lines(recipe: Recipe, smoke: list[dict], results: Path) -> list[str]:
+def listed_lines(recipe: Recipe, title: str, records: list[dict], results: Path) -> list[str]:
+    if not records:
+        return []
     h = recipe.headline
-    rows = [[rel(r["_path"], results), r["seed"], f"{r.get('pipeline', 'fast')} / {device_type(r)}",
+    rows = [[rel(r["_path"], results), r["seed"], f"{r['pipeline']} / {evidence.device_type(r)}",
              "current" if r["fingerprint"] == recipe.fingerprint else f"older `{r['fingerprint']}`",
              ", ".join(f"{k}={v}" for k, v in sorted(r["overrides"].items())) or "—",
-             num(r["metrics"].get(h.metric), h.unit), num(r["metrics"].get("test_acc_honest"), "%"), r["epochs_run"]]
-            for r in smoke]
-    return [f"{len(smoke)} smoke run(s), never in statistics:", "",
-            table(rows, ["record", "seed", "pipeline / device", "fingerprint", "overrides", h.metric,
-                         "test_acc_honest", "epochs"]), ""]
+             num(r["metrics"].get(h.metric), h.unit), f"{r['epochs_run']}" + (
+                 f" of {r['epochs_planned']}" if r.get("truncated") else "")] for r in records]
+    return [f"### {title}", "", f"{len(records)} record(s), never in the statistics:", "",
+            table(rows, ["record", "seed", "pipeline / device", "fingerprint", "overrides", h.metric, "epochs"]), ""]
 
 
-def recipe_section(recipe: Recipe, rr: RecipeRuns, results: Path, figs: dict[str, str]) -> list[str]:
-    g = rr.primary
-    intro = recipe.doc.split("\n\n")[0].splitlines()
-    out = [f"## {recipe.name}", "", *(f"> {line}" for line in intro), "",
-           (f"Fingerprint `{recipe.fingerprint}`; dataset {recipe.hparams.dataset}, {recipe.hparams.epochs} epochs, "
-            f"selection `{recipe.hparams.selection}`."), "", "### Runs", "", *runs_overview(recipe, rr)]
+def reading_section(recipe: Recipe, rr: ReadingRuns, ev: Evidence, results: Path, figs: dict) -> list[str]:
+    g, h = rr.primary, recipe.headline
+    level = "##" if recipe.variant is None else "###"
+    out = [f"{level} {recipe.label}", ""]
+    if recipe.variant is None:
+        out += [*(f"> {line}" for line in recipe.doc.split("\n\n")[0].splitlines()), ""]
+    else:
+        out += [f"A reading of the same document: {recipe.variant.why}", ""]
+    out += [(f"Fingerprint `{recipe.fingerprint}`; dataset {recipe.hparams.dataset}, {recipe.hparams.epochs} epochs, "
+             f"selection `{recipe.hparams.selection}`."), "", "#### Runs", "", *runs_by_machine(rr, h.metric, h.unit)]
     out += [f"![{name}]({path})" for name, path in figs.items()] + ([""] if figs else [])
-    out += [f"### Claims{f' (against {g.label}, n={len(g.runs)})' if g else ''}", ""]
-    for claim in recipe.claims:
-        out += claim_block(recipe, claim, g)
-    out += ["### The honest number beside the document's", "", *honest_lines(recipe, g),
-            "### Assumptions", "", *assumption_lines(recipe), "### Protocol flags", "", *flag_lines(recipe),
-            "### Determinism", "", *determinism_lines(recipe, rr.groups),
-            "### Reproduce", "", "```bash"]
+    out += [f"#### Claims{f' (against {g.label}, n={len(g.runs)})' if g else ''}", ""]
+    for res in judge_reading(recipe, g):
+        out += claim_block(recipe, res, g)
+    out += early_lines(recipe, rr)
+    out += ["#### The honest number beside the document's", "", *honest_lines(recipe, g)]
+    if recipe.variant is None:
+        if recipe.variants:
+            out += ["#### Readings", "", *readings_lines(recipe, ev)]
+        out += ["#### Assumptions", "", *assumption_lines(recipe), "#### Protocol flags", "", *flag_lines(recipe)]
+    else:
+        out += ["#### Assumptions this reading changes", "",
+                table([[a.name, a.value, a.source, a.why or "—"] for a in recipe.changed_assumptions],
+                      ["name", "value", "source", "why"]), ""]
+    out += ["#### Determinism", "", *determinism_lines(recipe, rr, ev), "#### Reproduce", "", "```bash"]
     for group in rr.groups or [None]:
-        out += commands(recipe.name, group)
-    out += ["```", "", "### Environment", "", *environment_lines(rr.groups)]
-    if rr.smoke:
-        out += ["### Smoke runs (non-canonical)", "", *smoke_lines(recipe, rr.smoke, results)]
+        out += commands(recipe, group)
+    out += ["```", "", "#### Environment", "", *environment_lines(rr.groups)]
+    out += listed_lines(recipe, "Truncated runs (--stop-after: early curves only)", rr.truncated, results)
+    out += listed_lines(recipe, "Smoke runs (non-canonical)", rr.smoke, results)
+    out += listed_lines(recipe, "Older fingerprints", rr.older, results)
     return out
 
 
 # ---------------------------------------------------------------- the report
 
-def draw(recipe: Recipe, rr: RecipeRuns, folder: Path) -> dict[str, str]:
-    """Both figures of a recipe with runs; returns alt text -> path relative to the report."""
-    g, h = rr.primary, recipe.headline
-    if g is None:
+def draw(recipe: Recipe, rr: ReadingRuns, folder: Path) -> dict[str, str]:
+    """The figures of a reading with runs; returns alt text -> path relative to the report."""
+    h = recipe.headline
+    curve_runs = rr.primary.runs if rr.primary else rr.truncated
+    if not curve_runs:
         return {}
-    series = {grp.label: [(seed, x) for seed, x in zip(grp.seeds, grp.values(h.metric)) if finite(x)]
-              for grp in rr.groups}
-    seeds = figures.seeds_figure(folder / f"{recipe.name}_seeds.png", f"{recipe.name}: {h.metric} per seed",
-                                 series, h.value, f"{h.metric} ({h.unit})" if h.unit else h.metric)
-    curves = figures.curves_figure(folder / f"{recipe.name}_curves.png", f"{recipe.name}: {g.label}",
-                                   [r["curves"] for r in g.runs])
-    return {f"{recipe.name} per seed": f"{FIGURES_DIR}/{seeds.name}",
-            f"{recipe.name} learning curves": f"{FIGURES_DIR}/{curves.name}"}
+    out = {}
+    if rr.primary:
+        series = {g.label: [(seed, x) for seed, x in zip(g.seeds, g.values(h.metric)) if finite(x)]
+                  for g in rr.groups}
+        seeds = figures.seeds_figure(folder / f"{slug(recipe)}_seeds.png", f"{recipe.label}: {h.metric} per run",
+                                     series, h.value, f"{h.metric} ({h.unit})" if h.unit else h.metric)
+        out[f"{recipe.label} per run"] = f"{FIGURES_DIR}/{seeds.name}"
+    label = rr.primary.label if rr.primary else "truncated runs"
+    curves = figures.curves_figure(folder / f"{slug(recipe)}_curves.png", f"{recipe.label}: {label}",
+                                   [r["curves"] for r in curve_runs], recipe.document_log)
+    out[f"{recipe.label} learning curves"] = f"{FIGURES_DIR}/{curves.name}"
+    return out
 
 
-def write_report(results: Path, out: Path) -> Path:
-    """REPORT.md at `out`, its figures in report_figures/ beside it."""
+def check_out(out: Path) -> None:
+    """The report path must be a file we can write (figures go beside it)."""
+    if out.is_dir():
+        raise StoreError(f"--out {out} is a folder; give a file name such as {out / 'REPORT.md'}")
+    parent = out.parent.absolute()
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise StoreError(f"--out {out}: {parent} is not a folder")
+    import os
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise StoreError(f"--out {out}: {parent} is not writable")
+
+
+def rejected_lines(ev: Evidence, results: Path) -> list[str]:
+    if not (ev.rejected or ev.not_records):
+        return []
+    rows = [[rel(x.path, results), x.reason] for x in ev.rejected]
+    rows += [[rel(p, results), "not a record (no schema_version): skipped"] for p in ev.not_records]
+    return ["## Rejected records", "",
+            (f"**{len(ev.rejected)} record(s) failed validation and are in no statistic below** (fix or move them; "
+             "`python -m bench report --strict` fails on them):"), "", table(sorted(rows), ["file", "reason"]), ""]
+
+
+def write_report(results: Path, out: Path) -> tuple[Path, Evidence]:
+    """REPORT.md at `out`, its figures in report_figures/ beside it; returns the evidence it read."""
     results, out = Path(results), Path(out)
     if not results.is_dir():
         raise StoreError(f"results folder {results} does not exist (run `python -m bench run` first, "
                          "or pass --results)")
-    records, problems = read_records(results)
+    check_out(out)
+    ev = evidence.read(results)
     recipes = registry.all_recipes()
-    known = {r.name for r in recipes}
-    skipped = [(rel(p.path, results), p.reason) for p in problems]
-    skipped += [(rel(r["_path"], results), f"no recipe module recipes/{r['recipe']}.py")
-                for r in records if r["recipe"] not in known]
-    runs = {r.name: split_runs([x for x in records if x["recipe"] == r.name], r.fingerprint) for r in recipes}
+    readings = [r for c in recipes for r in [c] + [registry.load(c.name, v.name) for v in c.variants]]
+    runs = {r.label: runs_of(ev, r) for r in readings}
+    copies = sum(len(v) for v in ev.copies.values())
     lines = ["# Reproduction report", "",
              (f"Generated by `python -m bench report` from the run records in `{results.as_posix()}/` and the recipe "
-              "modules. Statistics use canonical, complete runs of each recipe's current fingerprint, one value per "
-              "seed; smoke runs and older fingerprints are listed but never mixed in. A claim is **reproduced** when "
-              "it lies inside the 95% prediction interval of one new run, **not reproduced** when it is better than "
-              "that interval, **exceeded** when the runs do better; **insufficient** means fewer than 3 seeds."), "",
-             "## Summary", "",
-             table([summary_row(r, runs[r.name]) for r in recipes],
-                   ["recipe", "source", "claimed headline", "n", "mean ± std", "95% CI of mean", "min / median / max",
-                    "seeds reaching claim", "params (measured / claimed)", "wall time per seed", "hardware",
-                    "pipeline / device", "verdict"]), ""]
-    for r in recipes:
-        figs = draw(r, runs[r.name], out.parent / FIGURES_DIR)
-        lines += recipe_section(r, runs[r.name], results, figs)
-    lines += ["## Skipped records", ""]
-    lines += [table(sorted(skipped), ["record", "reason"]), ""] if skipped else ["None: every record was readable.", ""]
+              "modules. Every claim is judged against the canonical, complete runs of its reading's current "
+              "fingerprint, on a scale that respects its bounds (logit for accuracies, log for losses): "
+              "**reproduced** when one new run would reach it with chance of at least 5% (the one-sided 95% "
+              "predictive bound), **not reproduced** otherwise (with the best-of-K at which it becomes plausible), "
+              "**exceeded** when the runs beat it by a margin, **unstable** when more than one run diverged, "
+              "**insufficient** below 3 runs; **provisional** below 10. Secondary claims are Holm-corrected. "
+              "README, \"Reading REPORT.md\", gives the rule and its references."), "",
+             *rejected_lines(ev, results), "## Summary", "",
+             table([summary_row(r, runs[r.label]) for r in readings],
+                   ["reading", "claimed headline", "runs", "mean ± std", "95% CI of mean", "reaching claim",
+                    "one new run reaches claim", "params (measured / claimed)", "time per run", "verdict"]), "",
+             (f"{len(ev.records)} usable record(s); {len(ev.rejected)} rejected; {copies} bitwise copies counted "
+              "once."), ""]
+    for r in readings:
+        figs = draw(r, runs[r.label], out.parent / FIGURES_DIR)
+        lines += reading_section(r, runs[r.label], ev, results, figs)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines))
-    return out
+    return out, ev

@@ -1,11 +1,12 @@
-"""Runs a recipe over seeds: skip what is done, resume what was cut, record what finishes.
+"""Runs a recipe over seeds: skip what is done here, resume what was cut, record what finishes.
 
 Each (recipe, variant, fingerprint, seed, overrides, pipeline, device type, CPU thread count,
 host) is one run key: a run is only resumed or skipped on the machine and thread count that
-made it, since those change the bits. A run holds a lock on its key while it trains,
-checkpoints every evaluated epoch into results/<recipe>/partial/, and becomes a record when it
-finishes or reaches its --stop-after point (a truncated record, resumable to the end).
-`--jobs K` starts K child `bench run` processes, one seed each.
+made it, since those change the bits; a record from other hardware stays evidence and never
+skips a seed here. A run holds a lock on its key while it trains, checkpoints every evaluated
+epoch into results/<recipe>/partial/, and becomes a record when it finishes or reaches its
+--stop-after point (a truncated record, resumable to the end). A --budget stops cleanly at a
+checkpoint before it is spent and says how to continue.
 """
 from __future__ import annotations
 
@@ -14,25 +15,21 @@ import functools
 import hashlib
 import json
 import math
-import os
-import subprocess
-import sys
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Optional
 
 import torch
-from tqdm import tqdm
 
 from . import data as data_layer
+from . import evidence
 from .determinism import environment, git_commit, host_identity, machine_key, seed_everything
 from .engine import RunContext, summarize, train
 from .recipe import DATASETS, OverrideError, apply_overrides, count_params
 from .registry import Recipe, harness_hash
-from .store import SCHEMA_VERSION, partial_dir, read_records, run_lock, write_record
+from .store import SCHEMA_VERSION, partial_dir, run_lock, write_record
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,6 +45,56 @@ class RunOptions:
     progress: bool = True
     threads: Optional[int] = None
     stop_after: Optional[int] = None
+    deadline: Optional[float] = None                # time.monotonic() at which a --budget is spent
+    progress_lines: bool = False                    # a --jobs child: one line per epoch for the parent
+    step: str = "eager"                             # the training step (bench/step.py): "eager" | "graph"
+
+
+class RejectedRecord(Exception):
+    """A seed whose record is rejected is never retrained silently (exit 2: the user decides)."""
+
+
+class BudgetReached(Exception):
+    """The --budget is spent: the run stopped at a checkpoint and continues when rerun."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread by bench.cli's handler so a run stops as on Ctrl-C."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during a run; the message says what was saved; code is the exit status."""
+
+    def __init__(self, message: str, code: int = 130):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class RunnerContext(RunContext):
+    """The engine's context plus what the runner watches at every checkpoint: the budget and the
+    progress lines a --jobs parent reads. The engine only calls save_checkpoint()."""
+    deadline: Optional[float] = None
+    planned: int = 0
+    lines: bool = False
+    saved_epoch: int = 0
+
+    def save_checkpoint(self, state: dict) -> None:
+        super().save_checkpoint(state)
+        self.saved_epoch = state["epoch"]
+        if self.lines:
+            curves = state.get("curves") or {}
+            test = (curves.get("test_acc") or [None])[-1]
+            print(f"@progress {self.saved_epoch} {self.planned}" + (f" test {test:.2f}" if test is not None else ""),
+                  flush=True)
+        if self.deadline is not None and now() > self.deadline and self.saved_epoch < self.planned:
+            raise BudgetReached(f"{self.name} seed {self.seed}: budget spent at epoch {self.saved_epoch} of "
+                                f"{self.planned} (checkpointed)")
+
+
+def now() -> float:
+    """The clock budgets are measured on (one place, so tests can drive it)."""
+    return time.monotonic()
 
 
 def cpu_threads(opts: RunOptions) -> Optional[int]:
@@ -58,7 +105,7 @@ def cpu_threads(opts: RunOptions) -> Optional[int]:
 def run_key(recipe: Recipe, seed: int, opts: RunOptions, parsed: dict, host: Optional[str] = None) -> str:
     what = {"recipe": recipe.name, "variant": recipe.variant_name, "fingerprint": recipe.fingerprint, "seed": seed,
             "overrides": parsed, "pipeline": opts.pipeline, "device": opts.device.type, "threads": cpu_threads(opts),
-            "host": host or host_identity(opts.device), "step": "eager"}
+            "host": host or host_identity(opts.device), "step": opts.step}
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
@@ -108,113 +155,97 @@ def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def train_and_record(recipe: Recipe, seed: int, arrays: dict, opts: RunOptions, key: str, host: str,
+                     checkpoint: Optional[Path]) -> dict:
+    """Train one seed (resuming from its checkpoint) and return its record, unwritten: what a local
+    run and a Ray worker both do; whoever owns the results folder writes it."""
+    hp, parsed = effective_hparams(recipe, opts)
+    params, constraints = preflight(recipe, hp)
+    gens = seed_everything(seed, opts.device)
+    splits = data_layer.make_splits(arrays, hp, gens["split"], opts.device)
+    ctx = RunnerContext(recipe.label, seed, opts.device, gens, opts.pipeline, checkpoint, key, opts.progress,
+                        stop_after=opts.stop_after, deadline=opts.deadline,
+                        planned=hp.epochs if opts.stop_after is None else min(opts.stop_after, hp.epochs),
+                        lines=opts.progress_lines, step=opts.step)
+    started = _now()
+    try:
+        result = train(recipe.module, hp, splits, ctx) if recipe.uses_engine else recipe.module.train(hp, splits, ctx)
+    except KeyboardInterrupt as exc:
+        saved = (f"epoch {ctx.saved_epoch} of {ctx.planned} is checkpointed; rerun the same command to resume"
+                 if ctx.saved_epoch else "it had not finished an epoch: nothing was saved for it")
+        raise Interrupted(f"{recipe.label} seed {seed} interrupted: {saved}",
+                          143 if isinstance(exc, Terminated) else 130) from exc
+    metrics = summarize(result.curves, hp.selection)
+    env = environment(opts.device)
+    metrics.update(params=params, wall_time_s=sum(result.curves["epoch_time_s"]))
+    return {
+        "schema_version": SCHEMA_VERSION, "recipe": recipe.name, "variant": recipe.variant_name,
+        "fingerprint": recipe.fingerprint, "harness": code_version()[1], "key": key, "seed": seed,
+        "canonical": not parsed, "overrides": parsed, "pipeline": opts.pipeline, "step": opts.step,
+        "hparams": dataclasses.asdict(hp), "metrics": metrics, "curves": result.curves, "params": params,
+        "constraints": constraints, "wall_time_s": metrics["wall_time_s"], "epochs_run": result.epochs_run,
+        "epochs_planned": hp.epochs, "stop_after": opts.stop_after, "truncated": result.truncated,
+        "resumed_from_epoch": result.resumed_from, "device": str(opts.device), "env": env,
+        "machine": machine_key(env), "host": host, "threads": cpu_threads(opts),
+        "git_commit": code_version()[0], "started_at": started, "finished_at": _now(),
+        "weights_sha256": result.weights_sha256, "status": "truncated" if result.truncated else "complete",
+        "assumptions": [dataclasses.asdict(a) for a in recipe.assumptions], "extra": result.extra,
+    }
+
+
 def run_seed(recipe: Recipe, seed: int, arrays: dict, opts: RunOptions,
              log: Callable[[str], None] = print) -> Optional[dict]:
-    """Train one seed unless it is done or running elsewhere; returns the new record or None."""
-    hp, parsed = effective_hparams(recipe, opts)
+    """Train one seed unless it is done here or running elsewhere; returns the new record or None."""
+    _, parsed = effective_hparams(recipe, opts)
     host = host_identity(opts.device)
     key = run_key(recipe, seed, opts, parsed, host)
     with run_lock(opts.results, recipe.name, key) as mine:
         if not mine:
             log(f"{recipe.label} seed {seed}: another process is running it; skipped")
             return None
-        records, _ = read_records(opts.results, recipe.name)
-        done = done_here(records, key, opts.stop_after)
+        ev = evidence.read(opts.results, recipe.name)
+        done = done_here(ev.records, key, opts.stop_after)
         if done and not opts.force:
             log(f"{recipe.label} seed {seed}: already recorded on this machine ({Path(done[0]['_path']).name}); "
                 "skipped (--force reruns into a new record)")
             return None
-        params, constraints = preflight(recipe, hp)
-        gens = seed_everything(seed, opts.device)
-        splits = data_layer.make_splits(arrays, hp, gens["split"], opts.device)
+        blocked = ev.rejected_for(recipe.name, seed)
+        if blocked and not opts.force:
+            raise RejectedRecord(f"{recipe.label} seed {seed}: {evidence.rel(blocked[0].path, opts.results)} is "
+                                 f"rejected ({blocked[0].reason}); it may be this seed's record, so it is not "
+                                 "retrained silently: move the file out of the results folder, or pass --force")
         checkpoint = partial_dir(opts.results, recipe.name) / f"{key}.pt"
-        ctx = RunContext(recipe.label, seed, opts.device, gens, opts.pipeline, checkpoint, key, opts.progress,
-                         stop_after=opts.stop_after)
-        started = _now()
-        result = train(recipe.module, hp, splits, ctx) if recipe.uses_engine else recipe.module.train(hp, splits, ctx)
-        metrics = summarize(result.curves, hp.selection)
-        env = environment(opts.device)
-        metrics.update(params=params, wall_time_s=sum(result.curves["epoch_time_s"]))
-        record = {
-            "schema_version": SCHEMA_VERSION, "recipe": recipe.name, "variant": recipe.variant_name,
-            "fingerprint": recipe.fingerprint, "harness": code_version()[1], "key": key, "seed": seed,
-            "canonical": not parsed, "overrides": parsed, "pipeline": opts.pipeline, "step": "eager",
-            "hparams": dataclasses.asdict(hp), "metrics": metrics, "curves": result.curves, "params": params,
-            "constraints": constraints, "wall_time_s": metrics["wall_time_s"], "epochs_run": result.epochs_run,
-            "epochs_planned": hp.epochs, "stop_after": opts.stop_after, "truncated": result.truncated,
-            "resumed_from_epoch": result.resumed_from, "device": str(opts.device), "env": env,
-            "machine": machine_key(env), "host": host, "threads": cpu_threads(opts),
-            "git_commit": code_version()[0], "started_at": started, "finished_at": _now(),
-            "weights_sha256": result.weights_sha256, "status": "truncated" if result.truncated else "complete",
-            "assumptions": [dataclasses.asdict(a) for a in recipe.assumptions], "extra": result.extra,
-        }
+        record = train_and_record(recipe, seed, arrays, opts, key, host, checkpoint)
         path = write_record(opts.results, record)
-        if not result.truncated:       # a truncated run keeps its checkpoint: a later call continues it
+        if not record["truncated"]:    # a truncated run keeps its checkpoint: a later call continues it
             checkpoint.unlink(missing_ok=True)
         record["_path"] = str(path)
         return record
 
 
-def run_seeds(recipe: Recipe, seeds: list[int], opts: RunOptions, log=print) -> list[dict]:
+def run_seeds(recipe: Recipe, seeds: list[int], opts: RunOptions, arrays=None, seed_seconds: Optional[float] = None,
+              log=print) -> tuple[list[dict], list[int]]:
+    """Train the seeds in order; returns (new records, seeds left when the budget ran out).
+
+    With a budget, a seed whose estimated time no longer fits is not started; one that overruns
+    its estimate stops at its next checkpoint and resumes on the next call."""
     hp, _ = effective_hparams(recipe, opts)
-    arrays = data_layer.load(hp.dataset, opts.data_dir, log=log)
+    arrays = arrays if arrays is not None else data_layer.load(hp.dataset, opts.data_dir, log=log)
     out = []
-    for seed in seeds:
-        record = run_seed(recipe, seed, arrays, opts, log)
+    for i, seed in enumerate(seeds):
+        if opts.deadline is not None:
+            left = opts.deadline - now()
+            if left <= 0 or (seed_seconds is not None and seed_seconds > left):
+                return out, seeds[i:]
+        try:
+            record = run_seed(recipe, seed, arrays, opts, log)
+        except BudgetReached as exc:
+            log(str(exc))
+            return out, seeds[i:]
         if record is not None:
             out.append(record)
             m = record["metrics"]
             cut = f" (truncated at epoch {record['epochs_run']} of {hp.epochs})" if record["truncated"] else ""
             log(f"{recipe.label} seed {seed}: test acc {m['test_acc_selected']:.2f}% ({hp.selection}), "
                 f"honest {m['test_acc_honest']:.2f}%, {record['wall_time_s']:.0f} s{cut} -> {record['_path']}")
-    return out
-
-
-def child_command(recipe: Recipe, seed: int, opts: RunOptions, threads: int) -> list[str]:
-    cmd = [sys.executable, "-m", "bench", "run", "--recipe", recipe.label, "--seeds", "1",
-           "--seed-start", str(seed), "--device", str(opts.device), "--pipeline", opts.pipeline,
-           "--results", str(opts.results), "--data-dir", str(opts.data_dir), "--no-progress",
-           "--threads", str(threads)]
-    for k, v in opts.overrides.items():
-        cmd += ["--set", f"{k}={v}"]
-    if opts.stop_after is not None:
-        cmd += ["--stop-after", str(opts.stop_after)]
-    return cmd + (["--force"] if opts.force else [])
-
-
-def run_parallel(recipe: Recipe, seeds: list[int], opts: RunOptions, jobs: int, log=print) -> int:
-    """K seeds at once as child processes; returns how many children failed."""
-    hp, _ = effective_hparams(recipe, opts)
-    data_layer.load(hp.dataset, opts.data_dir, log=log)   # fetch once, before the children start
-    # CPU results depend on the thread count, so children keep the parent's unless told otherwise:
-    # then `--jobs K` gives the same bits as K seeds run one by one.
-    threads = opts.threads or torch.get_num_threads()
-    if opts.device.type == "cpu" and threads * jobs > (os.cpu_count() or 1):
-        log(f"note: {jobs} jobs x {threads} threads on {os.cpu_count()} cores; pass --threads "
-            f"{max(1, (os.cpu_count() or 1) // jobs)} to share them (results then match runs with that --threads)")
-    logs = partial_dir(opts.results, recipe.name)
-    logs.mkdir(parents=True, exist_ok=True)
-
-    def one(seed):
-        log_path = logs / f"seed{seed}-{os.getpid()}.log"
-        with open(log_path, "w") as f:
-            rc = subprocess.run(child_command(recipe, seed, opts, threads), stdout=f, stderr=subprocess.STDOUT,
-                                cwd=os.getcwd()).returncode
-        tail = log_path.read_text().strip().splitlines()[-1:] or [""]
-        return seed, rc, tail[0], log_path
-
-    failures = 0
-    t0 = time.perf_counter()
-    with ThreadPoolExecutor(jobs) as pool:
-        futures = [pool.submit(one, seed) for seed in seeds]
-        for future in tqdm(as_completed(futures), total=len(seeds), unit="seed",
-                           desc=f"{recipe.label} x{jobs}", disable=not opts.progress):
-            seed, rc, tail, log_path = future.result()
-            if rc == 0:
-                log(tail)
-                log_path.unlink(missing_ok=True)
-            else:
-                failures += 1
-                log(f"{recipe.label} seed {seed}: child exited {rc}; log kept at {log_path}")
-    log(f"{len(seeds)} seed(s) with {jobs} jobs in {time.perf_counter() - t0:.1f} s")
-    return failures
+    return out, []

@@ -1,7 +1,8 @@
-"""Run records: one JSON file per run, written atomically, never overwritten, read tolerantly.
+"""Run records: one JSON file per run, written atomically, never overwritten.
 
 Layout: results/<recipe>/<started>_seed<seed>_<key8>_<nonce>.json; the in-progress state of
-a run (checkpoint and lock) lives in results/<recipe>/partial/, which is not committed.
+a run (checkpoint and lock) lives in results/<recipe>/partial/, which is not committed. Every
+record carries a digest of its contents; bench/evidence.py is the one reader.
 """
 from __future__ import annotations
 
@@ -12,25 +13,15 @@ import math
 import os
 import secrets
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator
 
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)   # 1: before variants, host identity and truncated runs
-REQUIRED_FIELDS = ("schema_version", "recipe", "fingerprint", "seed", "canonical", "overrides", "metrics",
-                   "curves", "params", "wall_time_s", "epochs_run", "device", "env", "git_commit",
-                   "started_at", "weights_sha256", "status")
 
 
 class StoreError(Exception):
     """The results folder cannot be used as asked (unwritable, or written by a newer bench)."""
-
-
-@dataclass(frozen=True)
-class Problem:
-    path: Path
-    reason: str
 
 
 def _clean(value):
@@ -62,9 +53,13 @@ def check_writable(results: Path) -> None:
 
 def write_record(results: Path, record: dict) -> Path:
     """temp file + fsync + link: the record appears whole or not at all, and never replaces one."""
+    from .evidence import digest
+
     folder = Path(results) / record["recipe"]
     folder.mkdir(parents=True, exist_ok=True)
-    payload = json.dumps(_clean(record), indent=1, sort_keys=True, allow_nan=False) + "\n"
+    clean = _clean({k: v for k, v in record.items() if not k.startswith("_")})
+    clean["digest"] = digest(clean)
+    payload = json.dumps(clean, indent=1, sort_keys=True, allow_nan=False) + "\n"
     stamp = record["started_at"].replace(":", "").replace("-", "")[:15]
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".record-", suffix=".tmp")
     try:
@@ -89,48 +84,6 @@ def write_record(results: Path, record: dict) -> Path:
     finally:
         os.close(dir_fd)
     return path
-
-
-def read_record(path: Path) -> dict:
-    record = json.loads(Path(path).read_text())
-    if not isinstance(record, dict):
-        raise ValueError("not a JSON object")
-    version = record.get("schema_version")
-    if version not in READABLE_VERSIONS:
-        raise StoreError(f"{path}: schema_version {version!r} is not one this bench reads "
-                         f"({SCHEMA_VERSION}); upgrade bench or move the file out of the results folder")
-    missing = [k for k in REQUIRED_FIELDS if k not in record]
-    if missing:
-        raise ValueError(f"missing fields {', '.join(missing)}")
-    return record
-
-
-def read_records(results: Path, recipe: Optional[str] = None) -> tuple[list[dict], list[Problem]]:
-    """Every readable record (with '_path' added) and a problem for every file that is not.
-
-    A corrupt or truncated file is skipped and reported, never silently dropped; a record of
-    an unknown schema version stops the reader (StoreError), since it cannot be interpreted.
-    """
-    root = Path(results)
-    folders = [root / recipe] if recipe else sorted(p for p in root.iterdir() if p.is_dir()) if root.exists() else []
-    records, problems = [], []
-    for folder in folders:
-        for path in sorted(folder.glob("*.json")):
-            try:
-                record = read_record(path)
-            except StoreError:
-                raise
-            except (OSError, ValueError) as exc:
-                problems.append(Problem(path, f"unreadable record ({exc.__class__.__name__}: {str(exc)[:120]})"))
-                continue
-            record["_path"] = str(path)
-            records.append(record)
-    records.sort(key=lambda r: (r["recipe"], r["started_at"], r["_path"]))
-    return records, problems
-
-
-def completed(records: list[dict], key: str) -> list[dict]:
-    return [r for r in records if r.get("key") == key and r["status"] == "complete"]
 
 
 @contextlib.contextmanager

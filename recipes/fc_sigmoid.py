@@ -1,4 +1,4 @@
-"""Sigmoid MLP, full-batch gradient descent on MNIST CSV — source: seeds/004_dde257d3e968d607.txt (blog).
+"""Sigmoid MLP, full-batch gradient descent on MNIST CSV — source: recipes/seeds/004_dde257d3e968d607.txt (blog).
 Claimed on: a CUDA GPU ("a CPU may need half a day"); accuracy printed every 300 iterations on the training batch.
 """
 from dataclasses import dataclass
@@ -25,16 +25,26 @@ HPARAMS = FcSigmoidHparams(
 CLAIMS = [
     Claim("train_acc_final", 99.0, "结果展示,最终结果也可以达到99%以上吧", selection="final_epoch",
           measured_on="train", headline=True,
-          note="'above 99%', printed from the training batch's own forward pass; test accuracy is never shown"),
+          note="'above 99%', printed from the training batch's own forward pass; test accuracy is never shown. "
+               "The results are an image; the post then introduces the BatchNorm1d 'improved version' (改进版, "
+               "'结果瞬间好很多') and offers only that BN version for download (最终这个版本提供下载地址): the 99% "
+               "may belong to fc_sigmoid_bn rather than to this plain model, whose code is the one shown"),
 ]
+
+# No DOCUMENT_LOG: the post's code prints loss and accuracy every 300 iterations, but the printed output is only
+# shown as images (在这里插入图片描述), never as numbers in the text.
+DOCUMENT_LOG = []
 
 ASSUMPTIONS = [
     Assumption("data", "mnist_train.csv / mnist_test.csv (label, 784 pixels), input (x - 255/2) / 255", "stated"),
     Assumption("model", "Linear 784->100, Sigmoid, Linear 100->30, Sigmoid, Linear 30->10", "stated"),
     Assumption("init", "weights normal(mean 0.01, std 0.1), biases 0", "stated"),
     Assumption("training", "full-batch SGD(lr=0.1), no momentum, 50,000 iterations, CrossEntropyLoss", "stated"),
-    Assumption("epochs", "one epoch here is one full-batch iteration; metrics every 300 iterations and at the end",
-               "stated"),
+    Assumption("epochs", "one epoch here is one full-batch iteration", "stated",
+               "the post's loop is `epoch = 50000 ... for i in range(epoch)`, one full-batch step each"),
+    Assumption("print interval", "metrics every 300 iterations", "stated", "the post prints when i % 300 == 0"),
+    Assumption("evaluation", "also after the last iteration, and on the test set too", "assumed",
+               "the post prints the training batch's loss and accuracy only"),
     Assumption("input scaling", "x / 255 - 0.5 (the same map as (x - 127.5) / 255; float rounding may differ "
                "in the last bit)", "deviation"),
 ]

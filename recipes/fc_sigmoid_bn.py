@@ -1,4 +1,4 @@
-"""Sigmoid MLP + BatchNorm1d, full-batch GD on MNIST CSV — source: seeds/004_dde257d3e968d607.txt (blog).
+"""Sigmoid MLP + BatchNorm1d, full-batch GD on MNIST CSV — source: recipes/seeds/004_dde257d3e968d607.txt (blog).
 The post's "improved version".
 Claimed on: a CUDA GPU ("a CPU may need half a day"); "the results are instantly much better" with BatchNorm.
 """
@@ -29,6 +29,9 @@ CLAIMS = [
           note="'above 99%', printed from the training batch's own forward pass; test accuracy is never shown"),
 ]
 
+# No DOCUMENT_LOG: the post's printed output is only shown as images (在这里插入图片描述), never as numbers in the text.
+DOCUMENT_LOG = []
+
 ASSUMPTIONS = [
     Assumption("data", "mnist_train.csv / mnist_test.csv (label, 784 pixels), input (x - 255/2) / 255", "stated"),
     Assumption("model", "Linear 784->100, Sigmoid, Linear 100->30, Sigmoid, Linear 30->10", "stated"),
@@ -36,10 +39,16 @@ ASSUMPTIONS = [
                "the post says only that the improved version adds BatchNorm1d"),
     Assumption("BatchNorm statistics", "the training accuracy is printed in train mode (batch statistics of "
                "all 60k images); evaluation uses running statistics", "assumed"),
-    Assumption("init", "weights normal(mean 0.01, std 0.1), biases 0", "stated"),
-    Assumption("training", "full-batch SGD(lr=0.1), no momentum, 50,000 iterations, CrossEntropyLoss", "stated"),
-    Assumption("epochs", "one epoch here is one full-batch iteration; metrics every 300 iterations and at the end",
-               "stated"),
+    Assumption("init", "weights normal(mean 0.01, std 0.1), biases 0", "stated",
+               "the post's code for the plain model; the improved version is described as that model plus "
+               "BatchNorm1d (its own code is a download, not shown)"),
+    Assumption("training", "full-batch SGD(lr=0.1), no momentum, 50,000 iterations, CrossEntropyLoss", "stated",
+               "the post's code for the plain model, which the improved version extends"),
+    Assumption("epochs", "one epoch here is one full-batch iteration", "stated",
+               "the post's loop is `epoch = 50000 ... for i in range(epoch)`, one full-batch step each"),
+    Assumption("print interval", "metrics every 300 iterations", "stated", "the post prints when i % 300 == 0"),
+    Assumption("evaluation", "also after the last iteration, and on the test set too", "assumed",
+               "the post prints the training batch's loss and accuracy only"),
     Assumption("input scaling", "x / 255 - 0.5 (the same map as (x - 127.5) / 255; float rounding may differ "
                "in the last bit)", "deviation"),
 ]

@@ -1,4 +1,4 @@
-"""NumPy CNN, "lr 10" as the author's code computed it — source: seeds/001_6e0d6cd5968aa22c.txt, first section (MNIST任务-numpy手写实现).
+"""NumPy CNN, "lr 10" as the author's code computed it — source: recipes/seeds/001_6e0d6cd5968aa22c.txt, first section (MNIST任务-numpy手写实现).
 Claimed on: unstated hardware, NumPy forward and backward written by hand, one deterministic run; best
 validation accuracy at epoch 70 on a 4:1 random split. The canonical recipe is the arithmetic of the
 author's own code (../shared/RECIPES.md), which is what printed 98.7%: its backward divides the weight
@@ -74,6 +74,9 @@ CLAIMS = [
           note="the printed 70 is epochs run minus the tolerance (10), i.e. the best epoch + 1: the best "
                "epoch was 69 counting from 1 (the author's code)"),
 ]
+
+# No DOCUMENT_LOG: the page shows its training curves as an image only (训练过程误差曲线), no per-epoch numbers.
+DOCUMENT_LOG = []
 
 AUTHOR = "the author's code (../shared/RECIPES.md)"
 

@@ -1,4 +1,4 @@
-"""ResNet-style CNN on CIFAR-10, SGD + ReduceLROnPlateau — source: seeds/002_84b04945752c13ec.txt, 2nd section.
+"""ResNet-style CNN on CIFAR-10, SGD + ReduceLROnPlateau — source: recipes/seeds/002_84b04945752c13ec.txt, 2nd section.
 One basic block per stage.
 Claimed on: an RTX 4060, 68 epochs plus "several" resumed 5-epoch runs whose count is unstated.
 """
@@ -35,23 +35,35 @@ CLAIMS = [
           headline=True, note="after 68 epochs and an unstated number of resumed 5-epoch runs"),
 ]
 
+# No DOCUMENT_LOG: the page prints only the final test accuracy of the kept checkpoint, no per-epoch numbers.
+DOCUMENT_LOG = []
+
 ASSUMPTIONS = [
-    Assumption("split", "50k training set split into 40k train / 10k validation (random, seeded per run)", "stated"),
-    Assumption("model", "stem conv 3->64 3x3; four stages of one basic block (64, 128/2, 256/2, 512/2); "
-               "average pool; Linear(512, 10)", "stated"),
-    Assumption("stem", "conv (no bias) -> BN -> ReLU", "assumed", "gives the 4,903,242 parameters of RECIPES.md"),
-    Assumption("blocks", "bias-free 3x3 convs; 1x1 conv + BN shortcut where the shape changes", "assumed"),
+    Assumption("split", "50k training set split into 40k train / 10k validation (random, seeded per run)", "stated",
+               "'50000 张图片抽 10000 张作验证集' (draw 10,000 of the 50,000); the seeding is ours"),
+    Assumption("model", "stem conv 3->64 at 32x32; four layers, each Conv1+bn+relu + Conv2+bn, to (64, 32, 32), "
+               "(128, 16, 16), (256, 8, 8), (512, 4, 4); average pool to (512, 1, 1); Linear(512, 10)", "stated",
+               "the page's layer list with its shapes; it names no kernel size and no shortcut"),
+    Assumption("stem", "3x3 conv pad 1 (no bias) -> BN -> ReLU", "assumed",
+               "the page gives only the shapes; with the blocks below it gives the 4,903,242 parameters of RECIPES.md"),
+    Assumption("blocks", "ResNet basic blocks: 3x3 convs (bias-free, stride 2 in the first conv of layers 2-4), "
+               "identity shortcut, 1x1 conv + BN shortcut where the shape changes, ReLU after the sum", "assumed",
+               "the page lists Conv1+bn+relu + Conv2+bn per layer (no ReLU after the second BN, as in a basic block) "
+               "but names neither kernel sizes nor shortcuts"),
     Assumption("global pool", "x.mean((2, 3)) instead of AdaptiveAvgPool2d((1, 1))", "deviation",
                "identical for a 1x1 output, and deterministic on CUDA"),
     Assumption("optimizer", "SGD(lr=0.05), batch 128", "stated"),
     Assumption("momentum and weight decay", "0 and 0", "assumed", "unstated"),
     Assumption("scheduler", "ReduceLROnPlateau(mode min, patience=1, factor 0.5) on the validation loss", "stated",
-               "the text halves the lr when the loss has not fallen for 2 epochs in a row; PyTorch cuts when the "
-               "epochs without improvement exceed patience, so that is patience=1 (patience=2 would wait 3)"),
+               "the text halves the lr when the loss (computed on the validation split every epoch) has not fallen "
+               "for 2 epochs in a row; PyTorch cuts when the epochs without improvement exceed patience, so that is "
+               "patience=1 (patience=2 would wait 3)"),
     Assumption("selection", "keep the checkpoint with the lowest validation loss; report its test accuracy",
                "stated"),
-    Assumption("epochs", "68; the resumed 5-epoch runs (count unstated, each resetting lr and best loss) are "
-               "not reproduced", "assumed"),
+    Assumption("epochs", "68", "stated", "初始训练 Epoch = 68 (the initial training run)"),
+    Assumption("resumed runs", "none: the suite runs the 68-epoch protocol only", "deviation",
+               "the page adds 'several' resumed 5-epoch runs (count not remembered), each resetting the lr and the "
+               "best validation loss; their number is unknown, so they are dropped"),
     Assumption("augmentation", "RandomCrop(32, padding=4), RandomHorizontalFlip(0.5), Normalize(CIFAR-10 "
                "mean/std), then one 3x3 Cutout (zeros) centred on a uniform pixel", "assumed",
                "the text names crop, flip and a 3x3 cutout without the other magnitudes"),

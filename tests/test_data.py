@@ -313,7 +313,7 @@ def test_data_verify_names_the_corrupt_file_and_exits_2(tmp_path, monkeypatch, c
     (raw / NAMES[1]).write_bytes(flip_last(files[NAMES[1]]))
     (raw / NAMES[2]).unlink(), (raw / NAMES[3]).unlink()
     code, status, err = verify(tmp_path, capsys)
-    assert code == 2 and "1 file(s) fail their checksums" in err
+    assert code == 2 and "1 file(s) fail their checks" in err
     assert status[NAMES[0]] == "ok" and "checksum mismatch" in status[NAMES[1]]
     assert status[NAMES[2]] == status[NAMES[3]] == "missing"
 
@@ -321,4 +321,5 @@ def test_data_verify_names_the_corrupt_file_and_exits_2(tmp_path, monkeypatch, c
 def test_data_verify_on_an_empty_folder_reports_missing_and_exits_0(tmp_path, capsys):
     code, status, err = verify(tmp_path, capsys)
     assert code == 0 and err == ""
-    assert set(status) == set(NAMES) | set(dl.cifar_checksums()) and set(status.values()) == {"missing"}
+    assert set(status) == set(NAMES) | set(dl.cifar_checksums()) | set(dl.CSV_FILES.values())
+    assert set(status.values()) == {"missing"}

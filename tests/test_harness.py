@@ -15,7 +15,7 @@ from bench import registry
 from bench.determinism import seed_everything, weights_sha256
 from bench.engine import RunContext, honest_selection, summarize, train
 from bench.recipe import OverrideError, apply_overrides, count_params
-from bench.store import read_records, write_record
+from bench.store import write_record
 from tests.conftest import ROOT
 
 MNIST_99_4 = registry.load("mnist_99_4")
@@ -127,19 +127,15 @@ def test_overrides_are_typed_and_only_for_existing_fields():
 
 # ---------------------------------------------------------------- store
 
-def _record(seed=0, **extra):
-    return {"schema_version": 1, "recipe": "mnist_99_4", "fingerprint": "f", "key": "k" * 24, "seed": seed,
-            "canonical": True, "overrides": {}, "metrics": {"test_acc_best": float("nan")}, "curves": {},
-            "params": 1, "wall_time_s": 1.0, "epochs_run": 1, "device": "cpu", "env": {}, "git_commit": None,
-            "started_at": "2026-01-01T00:00:00Z", "weights_sha256": "0", "status": "complete", **extra}
-
-
 def test_records_are_never_overwritten_and_nan_is_stored_as_null(results):
-    paths = {write_record(results, _record()) for _ in range(5)}
+    from tests.records import make_record
+    record = make_record("mnist_99_4", 0, 99.0)
+    record["metrics"]["test_loss_final"] = float("nan")
+    paths = {write_record(results, record) for _ in range(5)}
     assert len(paths) == 5
-    records, problems = read_records(results)
-    assert len(records) == 5 and not problems
-    assert records[0]["metrics"]["test_acc_best"] is None
+    for path in paths:
+        data = json.loads(path.read_text())             # strict JSON: NaN is stored as null, never as NaN
+        assert data["metrics"]["test_loss_final"] is None and data["digest"]
     assert not list((results / "mnist_99_4").glob("*.tmp"))
 
 

@@ -1,184 +1,181 @@
-"""bench.stats against values computed by hand (numpy formulas, textbook tables), edge cases
-n = 0, 1, 2 and zero spread, and every verdict in both orientations."""
+"""bench.stats against values computed by hand: the one-sided predictive rule on the metric's scale,
+floors, diverged runs, bounded metrics, both orientations, underflow, Holm, Clopper-Pearson, and
+n = 0, 1, 2, 3, zero spread."""
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import pytest
+from scipy import stats as st
 
 from bench import stats
 
-# The textbook sample: mean 5, sample variance 32/7.
-X = [2, 4, 4, 4, 5, 5, 7, 9]
-S = math.sqrt(32 / 7)
-T_975_7 = 2.364624251592785   # t table, 0.975 quantile, 7 degrees of freedom (2.365)
-T_975_2 = 4.302652729911275   # ... 2 degrees of freedom (4.303)
+ACC = stats.Scale("percent", True, 10_000)
+LOSS = stats.Scale("loss", False)
+MNIST = [99.12, 99.33, 99.14, 99.28, 99.28, 99.23, 99.21, 99.17, 99.16, 99.19]   # committed fast seeds 0-9
 
 
-def normal_sf(z: float) -> float:
-    return 0.5 * math.erfc(z / math.sqrt(2))
+def logit(p):
+    return math.log(p / (1 - p))
 
 
-def test_mean_and_sample_std():
-    assert stats.mean(X) == 5
-    assert stats.std(X) == pytest.approx(S)
-    assert stats.std(X) == pytest.approx(np.std(X, ddof=1))
+def by_hand(values, claim, n_eval=10_000):
+    """The rule written out: logit scale, binomial floor, Student t predictive, one-sided."""
+    y = [logit(v / 100) for v in values]
+    n, ybar, s = len(y), float(np.mean(y)), float(np.std(y, ddof=1))
+    p = np.mean(values) / 100
+    s_eff = max(s, 1 / math.sqrt(n_eval * p * (1 - p)))
+    scale = s_eff * math.sqrt(1 + 1 / n)
+    p_one = float(st.t.sf((logit(claim / 100) - ybar) / scale, n - 1))
+    upper_y = ybar + st.t.ppf(0.95, n - 1) * scale
+    return p_one, 100 / (1 + math.exp(-upper_y))
 
 
-def test_confidence_interval_of_the_mean():
-    half = T_975_7 * S / math.sqrt(8)
-    assert stats.confidence_interval(X) == pytest.approx((5 - half, 5 + half), abs=1e-9)
+def test_the_rule_by_hand_on_the_committed_mnist_runs():
+    j = stats.judge(MNIST, 99.43, ACC)
+    p_one, upper = by_hand(MNIST, 99.43)
+    assert j.p_one == pytest.approx(p_one, rel=1e-9) and j.best_plausible == pytest.approx(upper, rel=1e-12)
+    assert j.verdict == "not reproduced" and j.provisional is False and j.label == "not reproduced"
+    assert j.best_plausible < 99.43 and j.reaching == 0 and j.n == 10
+    # best of K: 1 - (1 - p)^K, and the smallest K reaching 5%
+    assert j.best_of[20] == pytest.approx(1 - (1 - p_one) ** 20)
+    k = j.plausible_k
+    assert 1 - (1 - p_one) ** k >= 0.05 > 1 - (1 - p_one) ** (k - 1)
 
 
-def test_prediction_interval_of_one_new_run():
-    half = T_975_7 * S * math.sqrt(1 + 1 / 8)
-    assert stats.prediction_interval(X) == pytest.approx((5 - half, 5 + half), abs=1e-9)
-    lo, hi = stats.prediction_interval(X)
-    assert hi - lo > np.subtract(*reversed(stats.confidence_interval(X)))
+def test_one_sided_predictive_bound_is_the_verdict_boundary():
+    """reproduced iff the claim is at most the one-sided 95% upper bound; here just above / below it."""
+    j = stats.judge(MNIST, 99.0, ACC)
+    below, above = j.best_plausible - 1e-6, j.best_plausible + 1e-6
+    assert stats.judge(MNIST, below, ACC).verdict == "reproduced"
+    assert stats.judge(MNIST, above, ACC).verdict == "not reproduced"
+    assert stats.judge(MNIST, below, ACC).p_one == pytest.approx(0.05, abs=1e-5)
 
 
-def test_t_test_against_the_claim_by_hand():
-    from scipy.stats import t as t_dist
-    claim = 6.5
-    t = (5 - claim) / (S / math.sqrt(8))
-    assert stats.t_test(X, claim) == pytest.approx(2 * t_dist.sf(abs(t), 7))
-    assert stats.t_test(X, 5.0) == pytest.approx(1.0)
+def test_fewer_seeds_do_not_make_reproduced_more_likely_through_the_two_sided_tail():
+    """The failing side gets the whole 5%: a claim 3 sd above the mean is not reproduced at n = 20."""
+    rng = np.random.default_rng(0)
+    hits = []
+    for n in (5, 20):
+        count = 0
+        for _ in range(400):
+            v = 99.0 + 0.3 * rng.standard_normal(n)
+            count += stats.judge(v, 99.0 + 3 * 0.3, stats.Scale("plain")).verdict == "reproduced"
+        hits.append(count / 400)
+    assert hits[1] < hits[0] and hits[1] < 0.2
 
 
-def test_bootstrap_is_reproducible_and_agrees_with_the_t_interval_on_a_large_sample():
-    x = np.random.default_rng(42).normal(99.2, 0.1, 400)
+def test_zero_spread_uses_the_floor_never_a_point_interval():
+    j = stats.judge([99.2, 99.2, 99.2], 99.43, ACC)
+    assert j.std == 0 and 0 < j.p_one < 1 and j.best_plausible > 99.2
+    p_one, _ = by_hand([99.2, 99.2, 99.2], 99.43)
+    assert j.p_one == pytest.approx(p_one)
+    loss = stats.judge([0.1, 0.1, 0.1], 0.1, LOSS)
+    assert 0 < loss.p_one < 1 and loss.verdict == "reproduced"
+
+
+def test_bounds_are_respected_on_the_original_scale():
+    j = stats.judge([99.9, 99.95, 99.99, 99.97], 99.99, ACC)
+    assert j.best_plausible < 100 and j.worst_plausible > 0 and j.ci[1] < 100
+    losses = stats.judge([0.01, 0.011, 0.5, 0.02], 0.001, LOSS)
+    assert losses.best_plausible > 0 and losses.worst_plausible > 0
+
+
+def test_diverged_runs_count_against_and_make_it_unstable():
+    one = stats.judge([99.2, 99.3, 99.25, 99.28, math.nan], 99.3, ACC)
+    assert one.n == 5 and one.n_diverged == 1 and len(one.values) == 4 and one.verdict != "unstable"
+    assert one.reaching <= 2 and one.reaching_ci == stats.clopper_pearson(one.reaching, 5)
+    two = stats.judge([99.2, 99.3, 99.25, 11.0, 10.9], 99.3, ACC)   # two runs at chance
+    assert two.verdict == "unstable" and two.n_diverged == 2
+    assert max(two.values) < 100 and two.best_plausible < 100       # no [-40, 202] interval from mixing them
+    assert stats.judge([None, None, None], 99.0, ACC).verdict == "insufficient"
+
+
+def test_small_n():
+    assert stats.judge([], 99.0, ACC).verdict == "no runs"
+    assert stats.judge([99.0], 99.0, ACC).verdict == "insufficient"
+    assert stats.judge([99.0, 99.1], 99.0, ACC).verdict == "insufficient"
+    three = stats.judge([99.0, 99.1, 99.2], 99.0, ACC)
+    assert three.verdict == "reproduced" and three.provisional and three.label == "reproduced (provisional)"
+    assert math.isnan(stats.judge([99.0], 99.0, ACC).p_one)
+
+
+def test_lower_is_better_and_exceeded_needs_the_margin():
+    assert stats.judge([0.12, 0.11, 0.13, 0.12], 0.0124, LOSS).verdict == "not reproduced"
+    assert stats.judge([0.012, 0.013, 0.0125, 0.0128], 0.0124, LOSS).verdict == "reproduced"
+    assert stats.judge([0.001, 0.0011, 0.0012, 0.001], 0.0124, LOSS).verdict == "exceeded"
+    runs = [99.30, 99.32, 99.31, 99.33, 99.30]
+    near = stats.judge(runs, runs[0] - 0.05, ACC)          # below every run, but within the 0.1-point margin
+    assert near.verdict == "reproduced"
+    assert stats.judge(runs, 98.0, ACC).verdict == "exceeded"
+
+
+def test_underflow_never_shows_zero():
+    j = stats.judge([50.0, 50.1, 50.2, 49.9, 50.0], 99.9, ACC)
+    assert j.verdict == "not reproduced" and j.plausible_k is None
+    assert 0 <= j.best_of[1] <= j.best_of[20] <= 1
+    assert stats.best_of_k(1e-20, (1, 20))[20] == pytest.approx(2e-19, rel=1e-6)   # 1-(1-p)^k would give 0
+    assert stats.smallest_k(1e-20) is None and stats.smallest_k(0.06) == 1
+    assert stats.smallest_k(0.01) == math.ceil(math.log(0.95) / math.log(0.99))
+
+
+def test_distribution_free_check_from_19_runs():
+    runs = list(np.linspace(99.0, 99.3, 19))
+    assert stats.judge(runs, 99.5, ACC).beats_all is True
+    assert stats.judge(runs, 99.2, ACC).beats_all is False
+    assert stats.judge(runs[:18], 99.5, ACC).beats_all is None
+
+
+def test_clopper_pearson_and_holm():
+    lo, hi = stats.clopper_pearson(0, 5)
+    assert lo == 0 and hi == pytest.approx(1 - 0.025 ** (1 / 5))        # 0/5 still allows up to 52%
+    assert hi == pytest.approx(0.5218, abs=1e-4)
+    assert stats.clopper_pearson(5, 5)[1] == 1
+    assert stats.holm([0.01, 0.04, 0.03, math.nan]) == pytest.approx([0.03, 0.06, 0.06, math.nan], nan_ok=True)
+    secondary = [stats.judge(MNIST, c, ACC) for c in (99.37, 99.39)]    # p about 0.046 and 0.030
+    assert [j.verdict for j in secondary] == ["not reproduced", "not reproduced"]
+    corrected = stats.with_holm(secondary)                                # adjusted: 2 x 0.030 = 0.059 for both
+    assert corrected[1].p_adjusted == pytest.approx(2 * secondary[1].p_one)
+    assert corrected[0].p_adjusted == pytest.approx(max(secondary[0].p_one, 2 * secondary[1].p_one))
+    assert [j.verdict for j in corrected] == ["reproduced", "reproduced"]
+    alone = stats.with_holm([stats.judge(MNIST, 99.45, ACC)])           # one claim: nothing to correct
+    assert alone[0].verdict == "not reproduced" and alone[0].p_adjusted == alone[0].p_one
+
+
+def test_description_of_a_claim_without_a_better_side():
+    d = stats.describe([9, 12, 14, 15, 15], 13)
+    assert (d.n, d.median, d.min, d.max, d.equal) == (5, 14, 9, 15, 0)
+    assert stats.describe([13, 13, 14], 13).equal == 2
+
+
+def test_scales_round_trip_and_orientation():
+    for scale, values in ((ACC, [10.0, 50.0, 99.9]), (LOSS, [0.001, 1.0, 5.0]), (stats.Scale("plain"), [3.0, -2.0])):
+        np.testing.assert_allclose(scale.inverse(scale.forward(values)), values, rtol=1e-12)
+    assert ACC.forward([99.0])[0] > ACC.forward([98.0])[0]              # higher is better on the scale
+    assert LOSS.forward([0.01])[0] > LOSS.forward([0.1])[0]
+
+
+def test_plain_numbers_and_tests():
+    x = [2, 4, 4, 4, 5, 5, 7, 9]
+    assert stats.mean(x) == 5 and stats.std(x) == pytest.approx(math.sqrt(32 / 7))
+    half = st.t.ppf(0.975, 7) * math.sqrt(32 / 7) / math.sqrt(8)
+    assert stats.confidence_interval(x) == pytest.approx((5 - half, 5 + half))
     a, b = stats.bootstrap_interval(x), stats.bootstrap_interval(x)
-    assert a == b
-    lo, hi = stats.confidence_interval(x)
-    assert a[0] == pytest.approx(lo, abs=0.003) and a[1] == pytest.approx(hi, abs=0.003)
-    small = stats.bootstrap_interval(X)
-    assert min(X) <= small[0] < 5 < small[1] <= max(X)
+    assert a == b and a[0] < 5 < a[1]
+    assert stats.welch([1, 2, 3], [4, 5, 6], "less") == pytest.approx(st.ttest_ind([1, 2, 3], [4, 5, 6],
+                                                                                   equal_var=False,
+                                                                                   alternative="less").pvalue)
+    assert math.isnan(stats.welch([1], [2, 3])) and stats.welch([1, 1], [1, 1]) == 1.0
+    assert math.isnan(stats.mann_whitney([], [1]))
 
 
-def test_best_of_k_by_hand_both_orientations():
-    values = [99.1, 99.2, 99.3, 99.2]
-    m, s = np.mean(values), np.std(values, ddof=1)
-    p = normal_sf((99.35 - m) / s)
-    got = stats.best_of_k(values, 99.35, True)
-    assert list(got) == [1, 5, 10, 20]
-    for k, chance in got.items():
-        assert chance == pytest.approx(1 - (1 - p) ** k)
-    assert got[20] > got[1]
-    lower = stats.best_of_k(values, 99.35, False)
-    assert lower[1] == pytest.approx(1 - p)
-    assert stats.best_of_k(values, 99.35, None) is None
-
-
-def test_share_reaching():
-    assert stats.share_reaching([1, 2, 3, 4], 3, True) == 0.5
-    assert stats.share_reaching([1, 2, 3, 4], 3, False) == 0.75
-    assert stats.share_reaching([], 3) is None
-
-
-def test_welch_by_hand():
-    from scipy.stats import t as t_dist
-    a, b = np.array([99.1, 99.3, 99.2, 99.4]), np.array([98.8, 99.0, 98.7, 99.1, 98.9])
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    t = (a.mean() - b.mean()) / math.sqrt(va + vb)
-    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
-    assert stats.welch(a, b) == pytest.approx(2 * t_dist.sf(abs(t), df))
-    assert stats.welch(a, b, "greater") == pytest.approx(t_dist.sf(t, df))
-    assert stats.welch(a, b, "less") == pytest.approx(t_dist.cdf(t, df))
-    assert math.isnan(stats.welch([1.0], b))
-
-
-def test_mann_whitney_exact_value():
-    # all 20 ways to pick 3 ranks of 6 are equally likely; only one puts a entirely below b
-    assert stats.mann_whitney([1, 2, 3], [4, 5, 6], "less") == pytest.approx(1 / 20)
-    assert stats.mann_whitney([1, 2, 3], [4, 5, 6], "greater") == pytest.approx(1.0)
-
-
-# ---------------------------------------------------------------- edge cases
-
-def test_n0():
-    s = stats.describe([], 99.0)
-    assert s.n == 0 and s.verdict == "no runs" and math.isnan(s.mean) and s.best_of is None
-
-
-def test_n1():
-    s = stats.describe([99.2], 99.0)
-    assert s.n == 1 and s.mean == 99.2 and math.isnan(s.std)
-    assert all(math.isnan(v) for v in (*s.ci, *s.pi, *s.bootstrap, s.p_value))
-    assert s.best_of is None and s.share == 1.0 and s.verdict == "insufficient"
-
-
-def test_n2():
-    x = [99.0, 99.4]
-    s = stats.describe(x, 99.3)
-    half = 12.706204736174698 * math.sqrt(0.08) * math.sqrt(1.5)   # t table, 1 degree of freedom
-    assert s.pi == pytest.approx((99.2 - half, 99.2 + half))
-    assert s.verdict == "insufficient"
-    assert s.bootstrap[0] <= s.bootstrap[1]
-
-
-def test_zero_spread():
-    x = [99.3, 99.3, 99.3]
-    assert stats.std(x) == 0
-    assert stats.confidence_interval(x) == (99.3, 99.3)
-    assert stats.prediction_interval(x) == (99.3, 99.3)
-    assert stats.bootstrap_interval(x) == (99.3, 99.3)
-    assert stats.t_test(x, 99.3) == 1.0 and stats.t_test(x, 99.4) == 0.0
-    assert stats.chance_one_run(x, 99.3) == 1.0 and stats.chance_one_run(x, 99.4) == 0.0
-    assert stats.chance_one_run(x, 99.2, higher_is_better=False) == 0.0
-    assert stats.verdict(x, 99.3) == "reproduced"
-    assert stats.verdict(x, 100.0 * 9930 / 10000) == "reproduced"     # equal up to float rounding
-    assert stats.verdict(x, 99.4) == "not reproduced"
-    assert stats.verdict(x, 99.2) == "exceeded"
-    assert stats.welch(x, [99.1, 99.1], "greater") == 0.0 and stats.welch(x, [99.1, 99.1], "less") == 1.0
-    assert stats.welch(x, x) == 1.0
-
-
-def test_spread_of_float_rounding_only_counts_as_zero():
-    gaps = [v - (v - 0.01) for v in (1.1, 2.3, 99.12)]     # 0.01 up to the last bits
-    assert len(set(gaps)) > 1
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        s = stats.describe(gaps, 0.01)
-    assert s.p_value == 1.0 and s.bootstrap == pytest.approx((0.01, 0.01)) and s.verdict == "reproduced"
-    assert stats.welch(gaps, [0.02, 0.02], "less") == 0.0
-
-
-def test_non_finite_values_are_left_out():
-    assert stats.describe([99.0, float("nan"), 99.2, None, 99.4], 99.0).n == 3
-
-
-# ---------------------------------------------------------------- verdicts
-
-# [1, 2, 3]: mean 2, s = 1, prediction interval 2 ± 4.3027 * sqrt(4/3) = [-2.968, 6.968]
-HALF = T_975_2 * math.sqrt(4 / 3)
-
-
-def test_prediction_interval_of_the_verdict_sample():
-    assert stats.prediction_interval([1, 2, 3]) == pytest.approx((2 - HALF, 2 + HALF))
-
-
-@pytest.mark.parametrize("claim, higher, expected", [
-    (6.0, True, "reproduced"), (7.0, True, "not reproduced"), (-3.0, True, "exceeded"),
-    (6.0, False, "reproduced"), (7.0, False, "exceeded"), (-3.0, False, "not reproduced"),
-    (6.0, None, "reproduced"), (7.0, None, "not reproduced"), (-3.0, None, "not reproduced"),
-    (2 + HALF - 1e-6, True, "reproduced"), (2 + HALF + 1e-6, True, "not reproduced"),
-])
-def test_verdict(claim, higher, expected):
-    assert stats.verdict([1, 2, 3], claim, higher) == expected
-
-
-def test_verdict_needs_three_runs():
-    assert stats.verdict([], 1.0) == "no runs"
-    assert stats.verdict([1.0], 1.0) == "insufficient"
-    assert stats.verdict([1.0, 2.0], 1.5) == "insufficient"
-
-
-def test_describe_agrees_with_the_functions():
-    x = [99.12, 99.33, 99.14, 99.28, 99.28]
-    s = stats.describe(x, 99.43)
-    assert (s.mean, s.std, s.min, s.median, s.max) == (stats.mean(x), stats.std(x), 99.12, 99.28, 99.33)
-    assert s.pi == stats.prediction_interval(x) and s.ci == stats.confidence_interval(x)
-    assert s.bootstrap == stats.bootstrap_interval(x) and s.p_value == stats.t_test(x, 99.43)
-    assert s.share == 0.0 and s.verdict == "reproduced"
+def test_gate_shifted_null_by_hand():
+    base, cand = [99.2, 99.25, 99.3, 99.22, 99.28], [98.8, 98.85, 98.9, 98.82, 98.88]
+    p = stats.shifted_drop(base, cand, 0.1)
+    ref = st.ttest_ind(np.array(base) - 0.1, cand, equal_var=True, alternative="greater").pvalue
+    assert p == pytest.approx(ref) and p < 0.01
+    assert stats.shifted_drop(base, [v - 0.05 for v in base], 0.1) > 0.5     # smaller than the minimum effect
+    assert math.isnan(stats.shifted_drop(base, [99.0], 0.1))
+    ratio, lo, hi = stats.log_ratio_interval([1.0, 1.1, 0.9], [2.0, 2.2, 1.8])
+    assert ratio == pytest.approx(2.0, rel=0.01) and lo < ratio < hi

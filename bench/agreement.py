@@ -1,0 +1,50 @@
+"""After a run: do your runs on this machine agree with the committed evidence from other machines?
+
+The first question a user brings is "does it reproduce on MY machine?". This block answers it
+from the records alone (read through bench.evidence): this machine's canonical runs of the
+reading, the runs of every other machine in the same pipeline and device type, a Welch and a
+Mann-Whitney test between them, and the claim's verdict with this machine's runs included.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import evidence, stats
+from .evidence import Group, host, split_runs
+from .fmt import chance, mean_sd, pvalue, suffix
+from .verdicts import headline_result
+
+
+def agreement_lines(recipe, results: Path, pipeline: str, device: str, this_host: str) -> list[str]:
+    h = recipe.headline
+    ev = evidence.read(results, recipe.name)
+    rr = split_runs(ev.of(recipe.name, recipe.variant_name), recipe.fingerprint)
+    group = next((g for g in rr.groups if g.pipeline == pipeline and g.device == device), None)
+    if group is None:
+        return [f"{recipe.label}: no canonical complete run on {pipeline} / {device} yet."]
+    mine = [r for r in group.runs if r.get("host") == this_host]
+    others = [r for r in group.runs if r.get("host") != this_host]
+    a = [r["metrics"].get(h.metric) for r in mine]
+    b = [r["metrics"].get(h.metric) for r in others]
+    u = h.unit
+    out = [f"== {recipe.label}: your runs against the evidence ({h.metric}, claimed {h.value:g}{suffix(u)})",
+           f"this machine ({', '.join(sorted({evidence.machine(r) for r in mine})) or '—'}): n={len(a)}, "
+           f"{mean_sd(stats.mean(a), stats.std(a), len(a), u)}{suffix(u)}"]
+    if b:
+        hosts = sorted({host(r) for r in others})
+        out.append(f"other machines ({', '.join(sorted({evidence.machine(r) for r in others}))}; {len(hosts)} "
+                   f"host(s)): n={len(b)}, {mean_sd(stats.mean(b), stats.std(b), len(b), u)}{suffix(u)}")
+        pw, pm = stats.welch(a, b), stats.mann_whitney(a, b)
+        if len(a) >= 2 and len(b) >= 2:
+            agree = "they agree (no significant difference)" if pw >= 0.05 and pm >= 0.05 else \
+                "they DIFFER (p < 0.05): see REPORT.md's runs by machine"
+            out.append(f"Welch p = {pvalue(pw)}, Mann-Whitney p = {pvalue(pm)}: {agree}")
+        else:
+            out.append("too few runs on one side for a test (2 or more each)")
+    else:
+        out.append("other machines: no committed runs of this reading to compare with")
+    res = headline_result(recipe, Group(group.pipeline, group.device, group.runs))
+    j = res.judgement
+    out.append(f"the claim with your runs included (n={j.n}): {res.verdict}; one new run reaches it with chance "
+               f"{chance(j.p_one)}" + (f"; {j.n_diverged} run(s) diverged" if j.n_diverged else ""))
+    return out

@@ -1,0 +1,461 @@
+"""`run --backend ray`: every seed is one Ray task, on this machine or across a Ray cluster.
+
+The driver (this process) owns the results folder: it reads what is recorded, puts each dataset
+into Ray's object store once, submits one task per (reading, seed), and writes each record that a
+task returns with bench.store.write_record, as a local run does. A worker needs no shared
+filesystem: it gets the recipe's name, the seed, the run options and the arrays, sets its thread
+count before anything else, computes the run key with its own host identity (so "already recorded
+on this machine" still means the machine that trains), skips a key the driver reports recorded,
+and trains with bench.runner.train_and_record. A worker lost mid-run is retried by Ray
+(MAX_RETRIES), resuming from its checkpoint when the checkpoint folder is shared (--checkpoint-dir,
+or the results folder on a local instance), else from scratch; only a task that finishes returns a
+record and the driver writes each task's record once.
+
+Progress: the engine's per-epoch "@progress EPOCH TOTAL ..." lines (RunnerContext, lines=True)
+are read from the task's stdout and sent to a small ProgressBoard actor that the driver polls for
+its bars; a retried task simply reports again from its checkpoint.
+
+Ray is imported only inside these functions: `import bench.cli` (and this module) never imports it.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import io
+import logging
+import os
+import platform
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+from .cli import UsageError
+
+INSTALL = 'pip install -e ".[ray]"'
+RAY_ONLY = ("address", "gpus_per_run", "cpus_per_run", "checkpoint_dir")
+CONNECT_TIMEOUT_S = 5.0     # an --address that does not accept a connection in this time is an error (exit 2)
+MAX_RETRIES = 3             # a task whose worker process or node dies is run again this many times
+POLL_S = 0.5                # how often the driver refreshes its bars
+MAX_BARS = 8                # per-seed bars shown at once (the rest are counted on the main bar)
+STOP_WAIT_S = 120           # after Ctrl-C: how long to wait for the running seeds to stop
+# TEST-ONLY (tests/test_ray.py): the driver passes these to every task; the task's process exits
+# (os._exit) right after checkpointing epoch N, once per marker file, so Ray retries it.
+TEST_EXIT_AFTER = "BENCH_TEST_RAY_EXIT_AFTER_EPOCH"
+TEST_EXIT_MARKER = "BENCH_TEST_RAY_EXIT_MARKER"
+
+
+class CodeMismatch(RuntimeError):
+    """A worker node runs other bench or recipe code than the driver: its records would not be comparable."""
+
+
+# ---------------------------------------------------------------- checks (no Ray needed)
+
+def ray_installed() -> bool:
+    import importlib.util
+    return importlib.util.find_spec("ray") is not None
+
+
+def check_args(args) -> None:
+    """Bad --backend ray input, before anything is read, trained or written (exit 2, one line)."""
+    given = [f"--{name.replace('_', '-')}" for name in RAY_ONLY if getattr(args, name, None) is not None]
+    if args.backend != "ray":
+        if given:
+            raise UsageError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} only with --backend ray")
+        return
+    if not ray_installed():
+        raise UsageError(f"--backend ray needs Ray, which is not installed here: {INSTALL}")
+    if args.jobs > 1:
+        raise UsageError("--jobs is for --backend local; with Ray as many seeds run at once as "
+                         "--cpus-per-run / --gpus-per-run fit on the cluster")
+    if args.device is not None and args.device.startswith("cpu") and args.gpus_per_run is not None:
+        raise UsageError("--gpus-per-run needs --device cuda (a CPU run reserves no GPU)")
+    if args.checkpoint_dir is not None:
+        from .cli import check_folder_arg
+        check_folder_arg("--checkpoint-dir", Path(args.checkpoint_dir))
+
+
+def _probe(address: str) -> None:
+    """Fail fast when nothing listens at HOST:PORT (ray.init itself retries for minutes)."""
+    where = address.split("://", 1)[-1]
+    host, _, port = where.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--address {address}: expected HOST:PORT (as printed by `ray start --head`), "
+                         "ray://HOST:PORT, or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise UsageError(f"--address {address}: no Ray cluster answers there within {CONNECT_TIMEOUT_S:.0f} s "
+                         f"({exc.strerror or exc}); start one with `ray start --head` on that node") from None
+
+
+def connect(address: Optional[str]) -> bool:
+    """Join the cluster at `address`, or start a local instance; True when this call started the
+    connection (and so must shut it down). A Ray connection this process already has is reused."""
+    import ray
+
+    if address not in (None, "auto"):
+        _probe(address)
+    if ray.is_initialized():
+        return False
+    keep = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
+    try:
+        if address is None:
+            ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+        else:
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+    except (ConnectionError, TimeoutError) as exc:
+        raise UsageError(f"--address {address}: no Ray cluster answers there ({str(exc).splitlines()[0]}); start one "
+                         "with `ray start --head`, or, if it uses token authentication, set RAY_AUTH_MODE=token and "
+                         "its token (RAY_AUTH_TOKEN or ~/.ray/auth_token) here too") from None
+    finally:
+        if keep is not None:                   # ray.init installs its own SIGTERM handler: keep bench's
+            signal.signal(signal.SIGTERM, keep)
+    return True
+
+
+# ---------------------------------------------------------------- the worker side
+
+class _ProgressOut(io.TextIOBase):
+    """The task's stdout while it trains: @progress lines go to the board, the rest to the real stdout."""
+
+    def __init__(self, board, tag: str, real, test_exit: Optional[tuple[int, str]]):
+        self.board, self.tag, self.real, self.test_exit = board, tag, real, test_exit
+        self.buf = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.buf += text
+        while "\n" in self.buf:
+            line, self.buf = self.buf.split("\n", 1)
+            self._line(line)
+        return len(text)
+
+    def _line(self, line: str) -> None:
+        if not line.startswith("@progress "):
+            if line.strip():
+                print(line, file=self.real, flush=True)
+            return
+        epoch, total, *rest = line.split()[1:]
+        if self.board is not None:
+            self.board.report.remote(self.tag, int(epoch), int(total), " ".join(rest))
+        if self.test_exit is not None and int(epoch) == self.test_exit[0]:
+            marker = Path(self.test_exit[1])
+            if not marker.exists():            # first attempt only: the retry must get through
+                marker.write_text(str(os.getpid()))
+                os._exit(1)
+
+
+def train_task(spec: dict, arrays: dict, done_keys: frozenset, board) -> dict:
+    """One seed in a Ray worker: {"status": "record" | "done" | "busy" | "budget", ...}."""
+    from .determinism import set_threads
+    set_threads(spec["threads"])                # before anything else: a CPU run's bits depend on it
+
+    import numpy as np
+
+    from . import registry
+    from .determinism import host_identity
+    from .runner import BudgetReached, code_version, effective_hparams, now, run_key, train_and_record
+    from .store import partial_dir, run_lock
+
+    node = platform.node()
+    recipe = registry.load(spec["name"], spec["variant"])
+    if recipe.fingerprint != spec["fingerprint"] or code_version()[1] != spec["harness"]:
+        raise CodeMismatch(f"node {node} runs other code ({recipe.label} fingerprint {recipe.fingerprint}, harness "
+                           f"{code_version()[1]}; the driver has {spec['fingerprint']}, {spec['harness']}): install "
+                           "the same checkout on every node")
+    opts, seed = spec["opts"], spec["seed"]
+    if spec["deadline"] is not None:            # wall-clock: the driver's monotonic clock means nothing here
+        left = spec["deadline"] - time.time()
+        if left <= 0:
+            return {"status": "budget", "message": f"{recipe.label} seed {seed}: budget spent before it started",
+                    "node": node}
+        opts = dataclasses.replace(opts, deadline=now() + left)
+    _, parsed = effective_hparams(recipe, opts)
+    host = host_identity(opts.device)
+    key = run_key(recipe, seed, opts, parsed, host)
+    if key in done_keys and not opts.force:
+        return {"status": "done", "key": key, "node": node}
+    root = Path(spec["checkpoint_root"]) if spec["checkpoint_root"] else None
+    with (run_lock(root, recipe.name, key) if root else contextlib.nullcontext(True)) as mine:
+        if not mine:
+            return {"status": "busy", "key": key, "node": node}
+        checkpoint = partial_dir(root, recipe.name) / f"{key}.pt" if root else None
+        arrays = {k: np.array(v) for k, v in arrays.items()}     # writable copies of the shared read-only arrays
+        out = _ProgressOut(board, spec["tag"], sys.stdout, spec.get("test_exit"))
+        try:
+            with contextlib.redirect_stdout(out):
+                record = train_and_record(recipe, seed, arrays, opts, key, host, checkpoint)
+        except BudgetReached as exc:
+            return {"status": "budget", "message": str(exc), "node": node}
+        if checkpoint is not None and not record["truncated"]:   # a truncated run keeps it: a later call continues
+            checkpoint.unlink(missing_ok=True)
+        return {"status": "record", "record": record, "node": node}
+
+
+class ProgressBoard:
+    """Latest (epoch, total, note) of each running seed; tasks report, the driver reads."""
+
+    def __init__(self):
+        self.state: dict[str, tuple[int, int, str]] = {}
+
+    def report(self, tag: str, epoch: int, total: int, note: str) -> None:
+        self.state[tag] = (epoch, total, note)
+
+    def read(self) -> dict:
+        return dict(self.state)
+
+
+@functools.lru_cache(maxsize=None)
+def _remote():
+    import ray
+    return ray.remote(train_task), ray.remote(num_cpus=0)(ProgressBoard)
+
+
+def _board():
+    import ray
+    _, board_cls = _remote()
+    try:                                        # on the driver's node when it is part of the cluster
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+        here = ray.get_runtime_context().get_node_id()
+        return board_cls.options(scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True)).remote()
+    except Exception:                           # a Ray Client driver has no node of its own
+        return board_cls.remote()
+
+
+# ---------------------------------------------------------------- the driver side
+
+@dataclasses.dataclass
+class Job:
+    recipe: object
+    opts: object
+    seed: int
+    tag: str
+
+
+def _why(exc) -> str:
+    import ray
+    cause = getattr(exc, "cause", None)
+    if isinstance(exc, ray.exceptions.RayTaskError) and cause is not None:
+        return f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}"
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def _resources(args, device) -> tuple[float, float, int]:
+    """(CPUs, GPUs, threads) of one seed's task."""
+    cpus = args.cpus_per_run or args.threads or 1
+    threads = args.threads or cpus
+    gpus = (args.gpus_per_run or 1.0) if device.type == "cuda" else 0.0
+    return cpus, gpus, threads
+
+
+def run_campaign(args, plans, seeds: list[int], deadline: Optional[float], log=print) -> int:
+    """Every (reading, seed) of `plans` as Ray tasks; returns the exit code (1 when a seed failed)."""
+    import ray
+
+    if any(o.device.type == "cpu" for _, o in plans) and args.gpus_per_run is not None:
+        raise UsageError("--gpus-per-run needs --device cuda (a CPU run reserves no GPU)")
+    owned = connect(args.address)
+    try:
+        return _campaign(args, plans, seeds, deadline, log)
+    finally:
+        if owned:
+            ray.shutdown()
+
+
+def _campaign(args, plans, seeds, deadline, log) -> int:
+    import ray
+    import torch
+    from tqdm import tqdm
+
+    from . import data as data_layer
+    from . import evidence
+    from .cli import _continue_command
+    from .data import DataError
+    from .determinism import host_identity
+    from .runner import (Interrupted, RejectedRecord, Terminated, code_version, done_here, effective_hparams,
+                         now)
+    from .store import write_record
+
+    task, _ = _remote()
+    local_instance = args.address is None
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    total = ray.cluster_resources()
+    log(f"Ray: {len(nodes)} node(s), {total.get('CPU', 0):g} CPU(s), {total.get('GPU', 0):g} GPU(s)"
+        + (" (a local instance)" if local_instance else f" at {args.address}"))
+    test_exit = None
+    if os.environ.get(TEST_EXIT_AFTER) and os.environ.get(TEST_EXIT_MARKER):
+        test_exit = (int(os.environ[TEST_EXIT_AFTER]), os.environ[TEST_EXIT_MARKER])
+    wall_deadline = None if deadline is None else time.time() + (deadline - now())
+
+    board = _board()
+    put: dict[str, object] = {}
+    pending: dict = {}
+    records: dict[str, list] = {}
+    left: dict[str, list[int]] = {}
+    skipped_recipes = []
+    for recipe, opts in plans:
+        hp, parsed = effective_hparams(recipe, opts)
+        cpus, gpus, threads = _resources(args, opts.device)
+        kind = "smoke (non-canonical)" if parsed else "canonical"
+        cut = f", stopping after epoch {opts.stop_after} of {hp.epochs}" if opts.stop_after else ""
+        log(f"{recipe.label} [{recipe.fingerprint}] seeds {seeds[0]}..{seeds[-1]} on {opts.device.type}, pipeline "
+            f"{opts.pipeline}, {kind} run{cut}; each seed a Ray task with {cpus:g} CPU(s), {gpus:g} GPU(s), "
+            f"{threads} thread(s)")
+        if parsed:
+            log("overrides: " + ", ".join(f"{k}={v!r}" for k, v in parsed.items()))
+        ev = evidence.read(opts.results, recipe.name)
+        if not opts.force:
+            for seed in seeds:
+                blocked = ev.rejected_for(recipe.name, seed)
+                if blocked:
+                    raise RejectedRecord(f"{recipe.label} seed {seed}: {evidence.rel(blocked[0].path, opts.results)} "
+                                         f"is rejected ({blocked[0].reason}); it may be this seed's record, so it is "
+                                         "not retrained silently: move the file out of the results folder, or pass "
+                                         "--force")
+        done = frozenset(r["key"] for r in ev.records if done_here([r], r.get("key"), opts.stop_after))
+        if hp.dataset not in put:
+            try:
+                put[hp.dataset] = ray.put(data_layer.load(hp.dataset, opts.data_dir))
+            except DataError as exc:
+                if not args.all:
+                    raise
+                log(f"skipped {recipe.label}: {exc}")
+                put[hp.dataset] = None
+        if put[hp.dataset] is None:
+            skipped_recipes.append(recipe.label)
+            continue
+        if args.checkpoint_dir is not None:
+            root = str(Path(args.checkpoint_dir).absolute())
+        else:                                   # a local instance shares this machine's results folder
+            root = str(Path(opts.results).absolute()) if local_instance else None
+        wopts = dataclasses.replace(opts, device=torch.device(opts.device.type), progress=False,
+                                    progress_lines=True, deadline=None, threads=threads)
+        records[recipe.label], left[recipe.label] = [], []
+        for seed in seeds:
+            spec = {"name": recipe.name, "variant": recipe.variant_name, "fingerprint": recipe.fingerprint,
+                    "harness": code_version()[1], "seed": seed, "opts": wopts, "threads": threads,
+                    "checkpoint_root": root, "deadline": wall_deadline, "tag": f"{recipe.label}#{seed}",
+                    "test_exit": test_exit}
+            ref = task.options(num_cpus=cpus, num_gpus=gpus, max_retries=MAX_RETRIES,
+                               name=f"bench {recipe.label} seed {seed}").remote(spec, put[hp.dataset], done, board)
+            pending[ref] = Job(recipe, opts, seed, spec["tag"])
+    if not pending:
+        return 0
+
+    show = not args.no_progress
+    if show:                                    # lines above the bars, not through them
+        log = tqdm.write
+    overall = tqdm(total=len(pending), unit="seed", desc=f"Ray x{len(pending)}", disable=not show, position=0,
+                   dynamic_ncols=True)
+    bars: dict[str, tqdm] = {}
+    slots: dict[str, int] = {}
+    failures = 0
+    t0 = time.perf_counter()
+
+    def close_bar(tag):
+        if tag in bars:
+            bars.pop(tag).close()
+            slots.pop(tag)
+
+    def finish(ref, quiet=False) -> None:
+        nonlocal failures
+        job = pending.pop(ref)
+        close_bar(job.tag)
+        overall.update(1)
+        label, seed = job.recipe.label, job.seed
+        try:
+            out = ray.get(ref)
+        except ray.exceptions.TaskCancelledError:
+            return
+        except ray.exceptions.RayError as exc:
+            if quiet and isinstance(exc, ray.exceptions.RayTaskError) and isinstance(exc.cause, KeyboardInterrupt):
+                return
+            failures += 1
+            log(f"{label} seed {seed}: failed on Ray ({_why(exc)})")
+            return
+        status = out["status"]
+        if status == "record":
+            record = out["record"]
+            path = write_record(job.opts.results, record)
+            records[label].append(record)
+            m, hp = record["metrics"], effective_hparams(job.recipe, job.opts)[0]
+            cut = f" (truncated at epoch {record['epochs_run']} of {hp.epochs})" if record["truncated"] else ""
+            log(f"{label} seed {seed}: test acc {m['test_acc_selected']:.2f}% ({hp.selection}), honest "
+                f"{m['test_acc_honest']:.2f}%, {record['wall_time_s']:.0f} s on {out['node']}{cut} -> {path}")
+        elif status == "done":
+            log(f"{label} seed {seed}: already recorded on this machine ({out['node']}); skipped "
+                "(--force reruns into a new record)")
+        elif status == "busy":
+            log(f"{label} seed {seed}: another process is running it on {out['node']}; skipped")
+        elif status == "budget":
+            left[label].append(seed)
+            log(out["message"])
+
+    def refresh_bars() -> None:
+        try:
+            state = ray.get(board.read.remote(), timeout=10)
+        except Exception:                       # the board is gone (its node died): no bars, no harm
+            return
+        running = {j.tag for j in pending.values()}
+        for tag, (epoch, epochs, note) in state.items():
+            if tag not in running:
+                continue
+            if tag not in bars:
+                if len(bars) >= MAX_BARS:
+                    continue
+                slots[tag] = next(i for i in range(1, MAX_BARS + 1) if i not in slots.values())
+                bars[tag] = tqdm(total=epochs, position=slots[tag], leave=False, desc=f"  {tag.replace('#', ' seed ')}",
+                                 unit="epoch", dynamic_ncols=True)
+            bars[tag].n = epoch
+            bars[tag].set_postfix_str(note, refresh=True)
+
+    try:
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S)
+            for ref in ready:
+                finish(ref)
+            if show:
+                refresh_bars()
+    except KeyboardInterrupt as exc:
+        code = 143 if isinstance(exc, Terminated) else 130
+        log("stopping: cancelling the queued seeds and interrupting the running ones at their last checkpoint")
+        for ref in list(pending):
+            ray.cancel(ref)
+        stop = time.monotonic() + STOP_WAIT_S
+        while pending and time.monotonic() < stop:  # a seed that finishes meanwhile is still written
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+            for ref in ready:
+                finish(ref, quiet=True)
+        raise Interrupted("interrupted: the running seeds stopped at their last checkpoint (rerun the same command "
+                          "to resume); seeds not started were not run", code)
+    finally:
+        for tag in list(bars):
+            close_bar(tag)
+        overall.close()
+    n = sum(len(v) for v in records.values())
+    log(f"{n} new record(s) from Ray in {time.perf_counter() - t0:.1f} s")
+
+    from .agreement import agreement_lines
+    for recipe, opts in plans:
+        label = recipe.label
+        if label in skipped_recipes or label not in left:
+            continue
+        if left[label]:
+            todo = sorted(left[label])
+            cmd = _continue_command(args, recipe, list(range(todo[0], todo[-1] + 1)))
+            cmd += " --backend ray" + "".join(f" --{f.replace('_', '-')} {getattr(args, f)}" for f in RAY_ONLY
+                                              if getattr(args, f, None) is not None)
+            log(f"budget spent: {len(todo)} seed(s) of {label} left ({', '.join(map(str, todo))}); continue with:\n"
+                f"  {cmd}")
+        elif local_instance and not effective_hparams(recipe, opts)[1]:
+            log("\n".join(agreement_lines(recipe, opts.results, opts.pipeline, opts.device.type,
+                                          host_identity(opts.device))))
+    return 1 if failures else 0

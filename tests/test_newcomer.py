@@ -1,0 +1,125 @@
+"""The newcomer's path: an estimate before training, --budget, --all, and the agreement block."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from bench import data as data_layer
+from bench import evidence, registry
+from bench.cli import main
+from bench.estimate import Estimate, advice, estimate, human, parse_duration
+from tests.conftest import synthetic_arrays
+
+SMALL = ["--device", "cpu", "--no-progress", "--threads", "1"]
+
+
+@pytest.mark.parametrize("text, seconds", [("90m", 5400), ("2h", 7200), ("1h30m", 5400), ("45s", 45), ("120", 120)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "0", "-5m", "2 hours", "h", "nan", "1d"])
+def test_bad_durations_exit_2(text, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--recipe", "lenet_sgd", "--budget", text, "--results", str(tmp_path)])
+    assert exc.value.code == 2 and "--budget" in capsys.readouterr().err
+
+
+def test_the_estimate_scales_two_short_epochs_and_says_when_to_use_a_gpu():
+    recipe = registry.load("lenet_sgd")
+    est = estimate(recipe, recipe.hparams, synthetic_arrays(n_train=512, n_test=128), torch.device("cpu"))
+    assert est.train_per_image > 0 and est.eval_per_image >= 0 and est.epochs == 15
+    assert est.seed == pytest.approx(15 * 60_000 * est.train_per_image + 15 * 10_000 * est.eval_per_image)
+    assert "per epoch" in est.line(5) and "for 5 seed(s)" in est.line(5)
+    slow = Estimate(0.1, 0.01, 7200.0, 10 * 3600.0, 250, False)
+    note = advice(slow, torch.device("cpu"), "ultimate_mlp")
+    assert "--device cuda" in note and "--budget" in note and "--epochs" in note and "10.0 h" in note
+    assert advice(slow, torch.device("cuda"), "x") is None
+    assert human(30) == "30 s" and human(600) == "10 min"
+
+
+def test_main_command_prints_the_estimate_first_and_the_agreement_last(tmp_path, fake_data, capsys):
+    results = tmp_path / "results"
+    assert main(["run", "--recipe", "lenet_sgd", "--seeds", "2", "--results", str(results), *SMALL]) == 0
+    out = capsys.readouterr().out.splitlines()
+    first = next(i for i, line in enumerate(out) if line.startswith("estimate on this machine:"))
+    agreement = next(i for i, line in enumerate(out) if "your runs against the evidence" in line)
+    assert first < agreement and "the claim with your runs included (n=2)" in "\n".join(out[agreement:])
+
+
+def test_a_tiny_budget_runs_what_fits_and_says_how_to_continue(tmp_path, fake_data, capsys, monkeypatch):
+    from bench import runner
+    results = tmp_path / "results"
+    clock = [0.0]
+    real_run_seed = runner.run_seed
+
+    def run_seed(*a, **k):                      # every seed takes 3 s of the budget's clock
+        out = real_run_seed(*a, **k)
+        clock[0] += 3.0
+        return out
+
+    monkeypatch.setattr(runner, "now", lambda: clock[0])
+    monkeypatch.setattr(runner, "run_seed", run_seed)
+    monkeypatch.setattr("bench.estimate.estimate", lambda *a, **k: Estimate(1e-6, 1e-6, 0.3, 4.0, 15, False))
+    code = main(["run", "--recipe", "lenet_sgd", "--seeds", "4", "--budget", "10s", "--results", str(results),
+                 *SMALL])
+    out = capsys.readouterr().out
+    assert code == 0 and "budget spent: 1 seed(s) of lenet_sgd left (3..3)" in out     # 0, 1, 2 fit; 3 would not
+    assert "python -m bench run --recipe lenet_sgd --seeds 1 --seed-start 3" in out and "--budget 10s" in out
+    assert {r["seed"] for r in evidence.read(results).records} == {0, 1, 2}
+
+
+def test_a_budget_spent_mid_seed_stops_at_a_checkpoint_and_resumes(tmp_path, fake_data, capsys, monkeypatch):
+    from bench import runner
+    results = tmp_path / "results"
+    ticks = iter(range(0, 10_000, 4))
+    monkeypatch.setattr(runner, "now", lambda: float(next(ticks)))     # 4 s per look at the clock
+    monkeypatch.setattr("bench.estimate.estimate", lambda *a, **k: Estimate(1e-6, 1e-6, 0.3, 1.0, 15, False))
+    args = ["run", "--recipe", "lenet_sgd", "--seeds", "1", "--budget", "10s", "--results", str(results), *SMALL]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "budget spent at epoch" in out and "continue with:" in out
+    assert not evidence.read(results).records and list((results / "lenet_sgd" / "partial").glob("*.pt"))
+    monkeypatch.setattr(runner, "now", lambda: 0.0)
+    assert main(args) == 0
+    (record,) = evidence.read(results).records
+    assert record["resumed_from_epoch"] >= 1 and record["status"] == "complete"
+
+
+def test_all_runs_every_recipe_with_data_and_skips_the_rest(tmp_path, monkeypatch, capsys):
+    ran = []
+
+    def load(dataset, data_dir, log=print):
+        if dataset == "cifar10":
+            raise data_layer.DataError("CIFAR-10 is not available: put the batches in data/cifar-10-batches-py")
+        return synthetic_arrays(n_train=64, n_test=32)
+
+    import bench.cli as cli
+
+    def fake_run(args, recipe, opts, seeds, deadline):
+        data_layer.load(recipe.hparams.dataset, opts.data_dir)
+        ran.append(recipe.name)
+        return 0, []
+
+    monkeypatch.setattr(data_layer, "load", load)
+    monkeypatch.setattr(cli, "run_one_recipe", fake_run)
+    assert main(["run", "--all", "--seeds", "2", "--results", str(tmp_path / "r"), *SMALL]) == 0
+    out = capsys.readouterr().out
+    assert ran == [n for n in registry.names() if registry.load(n).hparams.dataset != "cifar10"]
+    assert "alphabetical order" in out and out.count("skipped") == 2 and "cifar-10-batches-py" in out
+    assert main(["run", "--all", "--recipe", "lenet_sgd", "--results", str(tmp_path / "r")]) == 2
+    assert main(["run", "--results", str(tmp_path / "r")]) == 2
+
+
+def test_already_recorded_seeds_skip_the_estimate(tmp_path, fake_data, capsys):
+    results = tmp_path / "results"
+    args = ["run", "--recipe", "lenet_sgd", "--epochs", "1", "--results", str(results), *SMALL]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "already recorded on this machine" in out and "estimate" not in out
+    record = json.loads(next((results / "lenet_sgd").glob("*.json")).read_text())
+    assert record["canonical"] is False and record["digest"]
