@@ -156,9 +156,7 @@ def _run_options(args, recipe):
     if args.pipeline == "faithful" and not recipe.uses_engine:
         raise UsageError(f"{recipe.name} trains outside the torch engine; it has no torchvision pipeline")
     from .step import resolve as resolve_step
-    # BENCH_STEP: how a --jobs parent hands its step to its children (bench/jobs.py passes no --step)
-    step, step_note = resolve_step(getattr(args, "step", None) or os.environ.get("BENCH_STEP") or None, device,
-                                   args.pipeline, recipe.uses_engine)
+    step, step_note = resolve_step(getattr(args, "step", None), device, args.pipeline, recipe.uses_engine)
     if step_note:
         print(f"{recipe.label}: {step_note}")
     results = Path(args.results)
@@ -264,9 +262,7 @@ def run_one_recipe(args, recipe, opts, seeds: list[int], deadline) -> tuple[int,
         return 0, []
     opts.deadline = deadline
     if args.jobs > 1:
-        from unittest import mock
-        with mock.patch.dict(os.environ, {"BENCH_STEP": opts.step}):   # --jobs children run the same step
-            failures, left = run_parallel(recipe, todo, opts, args.jobs, seed_seconds=est.seed)
+        failures, left = run_parallel(recipe, todo, opts, args.jobs, seed_seconds=est.seed)
     else:
         failures = 0
         _, left = run_seeds(recipe, todo, opts, arrays, seed_seconds=est.seed)
@@ -298,7 +294,7 @@ def cmd_run(args) -> int:
     seeds = list(range(args.seed_start, args.seed_start + args.seeds))
     from .runner import now
     deadline = now() + args.budget if args.budget else None
-    if args.backend == "ray":
+    if args.backend == "ray" and not getattr(args, "dry_run", False):   # a dry run estimates here, trains nowhere
         return ray_backend.run_campaign(args, plans, seeds, deadline)
     failures = 0
     for i, (recipe, opts) in enumerate(plans):

@@ -85,19 +85,23 @@ def _timed_epoch(recipe, hp, arrays, device, pipeline: str, train_images: int, e
 
 
 def estimate(recipe, hp, arrays, device: torch.device, pipeline: str = "fast", stop_after=None) -> Estimate:
-    """Seconds per epoch and per seed for these hyperparameters, from two short timed epochs."""
+    """Seconds per epoch and per seed for these hyperparameters, from three short timed epochs.
+
+    t(a, e) = overhead + a * (per training image) + e * (per evaluated image): two runs differing in
+    training images give the first slope, two differing in evaluated images the second, so a fixed
+    cost (building the model, capturing a CUDA graph) is never scaled up with the epoch's size."""
     n_train = min(hp.train_limit or math.inf, DATASETS[hp.dataset][0] - (hp.val_size if hp.split != "official"
                                                                            else 0))
     small = max(1, min(2 * hp.batch_size, n_train // 8))
     large = max(small + 1, min(6 * hp.batch_size, n_train // 2))
-    evals = min(1000, hp.eval_limit or 1000)
-    _timed_epoch(recipe, hp, arrays, device, pipeline, small, evals)          # warm-up: allocations, kernels
-    t_small = _timed_epoch(recipe, hp, arrays, device, pipeline, small, evals)
-    t_large = _timed_epoch(recipe, hp, arrays, device, pipeline, large, evals)
-    per_train = max(t_large - t_small, 1e-9) / (large - small)
+    few, many = (100, 600) if not hp.eval_limit else (max(1, hp.eval_limit // 6), hp.eval_limit)
+    _timed_epoch(recipe, hp, arrays, device, pipeline, small, few)            # warm-up: allocations, kernels
+    t_base = _timed_epoch(recipe, hp, arrays, device, pipeline, small, few)
+    t_train = _timed_epoch(recipe, hp, arrays, device, pipeline, large, few)
+    t_eval = _timed_epoch(recipe, hp, arrays, device, pipeline, small, many)
     has_val = hp.split != "official"
-    eval_images = evals * (2 if has_val else 1)
-    per_eval = max(t_small - small * per_train, 0.0) / eval_images
+    per_train = max(t_train - t_base, 1e-9) / (large - small)
+    per_eval = max(t_eval - t_base, 0.0) / ((many - few) * (2 if has_val else 1))
     n_eval = (hp.val_size if has_val else 0) + TEST_IMAGES[hp.dataset]
     if hp.eval_limit:
         n_eval = min(hp.eval_limit, hp.val_size) * has_val + min(hp.eval_limit, TEST_IMAGES[hp.dataset])

@@ -29,7 +29,7 @@ def child_command(recipe, seed: int, opts: RunOptions, threads: int) -> list[str
     cmd = [sys.executable, "-m", "bench", "run", "--recipe", recipe.name, "--seeds", "1",
            "--seed-start", str(seed), "--device", str(opts.device), "--pipeline", opts.pipeline,
            "--results", str(opts.results), "--data-dir", str(opts.data_dir), "--no-progress",
-           "--threads", str(threads), "--progress-lines"]
+           "--threads", str(threads), "--progress-lines", "--step", opts.step]
     if recipe.variant is not None:
         cmd += ["--variant", recipe.variant_name]
     for k, v in opts.overrides.items():

@@ -105,7 +105,7 @@ def connect(address: Optional[str]) -> bool:
     keep = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
     try:
         if address is None:
-            ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+            ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
         else:
             ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
     except (ConnectionError, TimeoutError) as exc:
@@ -295,6 +295,19 @@ def _campaign(args, plans, seeds, deadline, log) -> int:
         test_exit = (int(os.environ[TEST_EXIT_AFTER]), os.environ[TEST_EXIT_MARKER])
     wall_deadline = None if deadline is None else time.time() + (deadline - now())
 
+    done: dict[str, frozenset] = {}             # every reading's recorded keys, read before any task starts
+    for recipe, opts in plans:
+        ev = evidence.read(opts.results, recipe.name)
+        if not opts.force:
+            for seed in seeds:
+                blocked = ev.rejected_for(recipe.name, seed)
+                if blocked:
+                    raise RejectedRecord(f"{recipe.label} seed {seed}: {evidence.rel(blocked[0].path, opts.results)} "
+                                         f"is rejected ({blocked[0].reason}); it may be this seed's record, so it is "
+                                         "not retrained silently: move the file out of the results folder, or pass "
+                                         "--force")
+        done[recipe.label] = frozenset(r["key"] for r in ev.records if done_here([r], r.get("key"), opts.stop_after))
+
     board = _board()
     put: dict[str, object] = {}
     pending: dict = {}
@@ -311,16 +324,10 @@ def _campaign(args, plans, seeds, deadline, log) -> int:
             f"{threads} thread(s)")
         if parsed:
             log("overrides: " + ", ".join(f"{k}={v!r}" for k, v in parsed.items()))
-        ev = evidence.read(opts.results, recipe.name)
-        if not opts.force:
-            for seed in seeds:
-                blocked = ev.rejected_for(recipe.name, seed)
-                if blocked:
-                    raise RejectedRecord(f"{recipe.label} seed {seed}: {evidence.rel(blocked[0].path, opts.results)} "
-                                         f"is rejected ({blocked[0].reason}); it may be this seed's record, so it is "
-                                         "not retrained silently: move the file out of the results folder, or pass "
-                                         "--force")
-        done = frozenset(r["key"] for r in ev.records if done_here([r], r.get("key"), opts.stop_after))
+        if put.get(hp.dataset, ...) is None:          # --all: this dataset already failed to load
+            log(f"skipped {recipe.label}: {hp.dataset} is not available (see above)")
+            skipped_recipes.append(recipe.label)
+            continue
         if hp.dataset not in put:
             try:
                 put[hp.dataset] = ray.put(data_layer.load(hp.dataset, opts.data_dir))
@@ -329,9 +336,8 @@ def _campaign(args, plans, seeds, deadline, log) -> int:
                     raise
                 log(f"skipped {recipe.label}: {exc}")
                 put[hp.dataset] = None
-        if put[hp.dataset] is None:
-            skipped_recipes.append(recipe.label)
-            continue
+                skipped_recipes.append(recipe.label)
+                continue
         if args.checkpoint_dir is not None:
             root = str(Path(args.checkpoint_dir).absolute())
         else:                                   # a local instance shares this machine's results folder
@@ -345,7 +351,8 @@ def _campaign(args, plans, seeds, deadline, log) -> int:
                     "checkpoint_root": root, "deadline": wall_deadline, "tag": f"{recipe.label}#{seed}",
                     "test_exit": test_exit}
             ref = task.options(num_cpus=cpus, num_gpus=gpus, max_retries=MAX_RETRIES,
-                               name=f"bench {recipe.label} seed {seed}").remote(spec, put[hp.dataset], done, board)
+                               name=f"bench {recipe.label} seed {seed}").remote(spec, put[hp.dataset],
+                                                                                done[recipe.label], board)
             pending[ref] = Job(recipe, opts, seed, spec["tag"])
     if not pending:
         return 0
@@ -417,6 +424,18 @@ def _campaign(args, plans, seeds, deadline, log) -> int:
             bars[tag].n = epoch
             bars[tag].set_postfix_str(note, refresh=True)
 
+    # Ray turns any exception raised by a signal handler inside ray.wait into a plain KeyboardInterrupt,
+    # so SIGTERM is remembered here to exit 143 (not 130) as a local run does.
+    terminated = []
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main_thread else None
+
+    def on_term(signum, frame):
+        terminated.append(signum)
+        raise Terminated()
+
+    if main_thread:
+        signal.signal(signal.SIGTERM, on_term)
     try:
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S)
@@ -425,7 +444,7 @@ def _campaign(args, plans, seeds, deadline, log) -> int:
             if show:
                 refresh_bars()
     except KeyboardInterrupt as exc:
-        code = 143 if isinstance(exc, Terminated) else 130
+        code = 143 if terminated or isinstance(exc, Terminated) else 130
         log("stopping: cancelling the queued seeds and interrupting the running ones at their last checkpoint")
         for ref in list(pending):
             ray.cancel(ref)
@@ -437,6 +456,8 @@ def _campaign(args, plans, seeds, deadline, log) -> int:
         raise Interrupted("interrupted: the running seeds stopped at their last checkpoint (rerun the same command "
                           "to resume); seeds not started were not run", code)
     finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
         for tag in list(bars):
             close_bar(tag)
         overall.close()

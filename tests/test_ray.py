@@ -45,7 +45,8 @@ def ray_instance():
     """One local Ray instance for the module (starting Ray takes seconds): 2 CPUs, no dashboard."""
     ray = pytest.importorskip("ray")
     keep = signal.getsignal(signal.SIGTERM)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=256 * 1024 ** 2)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             object_store_memory=256 * 1024 ** 2)
     signal.signal(signal.SIGTERM, keep)
     yield ray
     ray.shutdown()

@@ -51,7 +51,7 @@ def test_ray_overhead_per_seed(benchmark, tmp_path, real_data_dir, capsys):
     rows = {"local": [_run(next(fresh), real_data_dir) for _ in range(ROUNDS)],
             "ray, cold": [_run(next(fresh), real_data_dir, "--backend", "ray") for _ in range(ROUNDS)]}
     keep = signal.getsignal(signal.SIGTERM)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     signal.signal(signal.SIGTERM, keep)
     try:
         _run(next(fresh), real_data_dir, "--backend", "ray")            # starts the workers: not counted
