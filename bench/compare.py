@@ -11,8 +11,9 @@ same device type (never cpu against cuda):
   ratio of per-run median seconds per epoch, with a 99% interval on the log ratio, and slower
   when the whole interval lies above --max-slowdown;
 - broken: a canonical reading of the baseline with no candidate runs, fewer than 2 finite
-  candidate runs, any diverged candidate run, or a changed fingerprint (a recipe edit must be
-  accepted explicitly with --accept-changed NAME).
+  candidate runs, a diverged candidate run where the baseline never diverged (where it did, the
+  recipe is known to be fragile, and a higher divergence rate by Fisher's exact test is "worse"),
+  or a changed fingerprint (a recipe edit must be accepted explicitly with --accept-changed NAME).
 Exit 0: nothing of that; 1: something regressed or failed; 2: bad input; 3: the gate itself broke.
 """
 from __future__ import annotations
@@ -99,13 +100,21 @@ def compare_reading(recipe, base: list[dict], cand: list[dict], alpha: float, mi
     row.update(fingerprint=fp, device=common[0], baseline=b, candidate=c, delta=c["mean"] - b["mean"])
 
     bad = [s for s, v in zip(gc.seeds, c["values"]) if stats.diverged(v, scale)]
-    finite_cand = [v for v in c["values"] if finite(v)]
-    if bad:
+    base_bad = sum(stats.diverged(v, scale) for v in b["values"])
+    converged = [v for v in c["values"] if not stats.diverged(v, scale)]
+    row["diverged"] = {"baseline": [base_bad, b["n"]], "candidate": [len(bad), c["n"]]}
+    if bad and not base_bad:
         row["broken"] = True
         row["notes"].append(f"candidate run(s) of seed(s) {', '.join(map(str, bad))} diverged or gave no value")
-    if len(finite_cand) < 2:
+    elif bad:          # a recipe that diverges now and then: worse only if it now diverges more often
+        p = stats.fisher_more(len(bad), c["n"], base_bad, b["n"])
+        row["p_diverged"] = p
+        row["notes"].append(f"diverged {len(bad)}/{c['n']} against the baseline's {base_bad}/{b['n']} "
+                            f"(Fisher's exact p = {pvalue(p)})")
+        row["diverges_more"] = bool(p < alpha)
+    if len(converged) < 2:
         row["broken"] = True
-        row["notes"].append(f"only {len(finite_cand)} finite candidate run(s): at least 2 are needed")
+        row["notes"].append(f"only {len(converged)} converged candidate run(s): at least 2 are needed")
     if h.higher_is_better is None:
         row["notes"].append("the headline has no better side: not judged")
     else:
@@ -114,7 +123,7 @@ def compare_reading(recipe, base: list[dict], cand: list[dict], alpha: float, mi
         row["p_worse"] = stats.shifted_drop(yb, yc, delta)
         row["welch_p"] = stats.welch(yc, yb, "less")
         row["mannwhitney_p"] = stats.mann_whitney(yc, yb, "less") if min(len(yb), len(yc)) >= 3 else None
-        row["worse"] = bool(finite(row["p_worse"]) and row["p_worse"] < alpha)
+        row["worse"] = bool(finite(row["p_worse"]) and row["p_worse"] < alpha) or row.get("diverges_more", False)
         if len(yb) < 2:
             row["notes"].append("fewer than 2 baseline runs: the metric is not judged")
 
@@ -127,7 +136,7 @@ def compare_reading(recipe, base: list[dict], cand: list[dict], alpha: float, mi
     row["slower"] = bool(row["timing_comparable"] and finite(lo) and lo > max_slowdown)
     row["regressed"] = row["worse"] or row["slower"]
     what = [w for w, flag in (("worse", row["worse"]), ("slower", row["slower"])) if flag]
-    row["status"] = ("broken: " + "; ".join(n for n in row["notes"] if "diverged" in n or "finite" in n)
+    row["status"] = ("broken: " + "; ".join(n for n in row["notes"] if "diverged" in n or "converged" in n)
                      if row["broken"] else f"regression: {' and '.join(what)}" if what else "ok")
     return row
 

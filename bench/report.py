@@ -111,7 +111,13 @@ def summary_row(recipe: Recipe, rr: ReadingRuns) -> list:
             f"{num(wall)} s on {', '.join(g.machines)}" if g else "—", verdict]
 
 
-def runs_by_machine(rr: ReadingRuns, metric: str, unit: str) -> list[str]:
+def converged(values, scale) -> list:
+    return [v for v in values if not stats.diverged(v, scale)]
+
+
+def runs_by_machine(recipe: Recipe, rr: ReadingRuns) -> list[str]:
+    h = recipe.headline
+    metric, unit, scale = h.metric, h.unit, scale_of(recipe, h)
     if not rr.groups:
         return ["No canonical complete run of the current fingerprint yet.", ""]
     rows = []
@@ -121,15 +127,16 @@ def runs_by_machine(rr: ReadingRuns, metric: str, unit: str) -> list[str]:
             by.setdefault((machine(r), evidence.host(r)), []).append(r)
         for (label, host), runs in sorted(by.items()):
             values = [r["metrics"].get(metric) for r in runs]
+            good = converged(values, scale)
             rows.append([g.label, label, host, len(runs), ", ".join(str(r["seed"]) for r in runs),
-                         mean_sd(stats.mean(values), stats.std(values), len(runs), unit),
+                         mean_sd(stats.mean(good), stats.std(good), len(good), unit), len(runs) - len(good),
                          f"{num(stats.mean([r['wall_time_s'] for r in runs]))} s"])
     out = [table(rows, ["pipeline / device", "hardware", "host", "runs", "seeds", f"{metric} mean ± std",
-                        "s per run"]), ""]
+                        "diverged", "s per run"]), ""]
     for device in sorted({g.device for g in rr.groups}):
         pair = {g.pipeline: g for g in rr.groups if g.device == device}
         if {"fast", "faithful"} <= set(pair):
-            a, b = (pair[p].values(metric) for p in ("fast", "faithful"))
+            a, b = (converged(pair[p].values(metric), scale) for p in ("fast", "faithful"))
             out += [(f"Does the fast pipeline change the science? On {device}: fast "
                      f"{mean_sd(stats.mean(a), stats.std(a), len(a), unit)} (n={len(a)}) vs faithful "
                      f"{mean_sd(stats.mean(b), stats.std(b), len(b), unit)} (n={len(b)}); Welch's t-test "
@@ -140,21 +147,25 @@ def runs_by_machine(rr: ReadingRuns, metric: str, unit: str) -> list[str]:
 def readings_lines(canonical: Recipe, ev: Evidence) -> list[str]:
     """Canonical and every variant side by side: the ambiguity of the document, measured."""
     h = canonical.headline
+    scale = scale_of(canonical, h)
     base = runs_of(ev, canonical).primary
+    a = base.values(h.metric) if base else []
     rows = []
     for r in [canonical] + [registry.load(canonical.name, v.name) for v in canonical.variants]:
         rr = runs_of(ev, r)
         res = headline_result(r, rr.primary)
         j = res.judgement
-        a = base.values(h.metric) if base else []
         b = rr.primary.values(h.metric) if rr.primary else []
         same = r.variant is None
+        fisher = stats.fisher_two(j.n_diverged, j.n, len(a) - len(converged(a, scale)), len(a)) if b and a else None
         rows.append([r.label, j.n, mean_sd(j.mean, j.std, len(j.values), h.unit),
                      f"{j.n_diverged}/{j.n}" if j.n else "—", res.verdict,
-                     "—" if same else pvalue(stats.welch(b, a)), "—" if same else pvalue(stats.mann_whitney(b, a)),
+                     "—" if same else pvalue(stats.welch(converged(b, scale), converged(a, scale))),
+                     "—" if same else pvalue(stats.mann_whitney(converged(b, scale), converged(a, scale))),
+                     "—" if same or fisher is None else pvalue(fisher),
                      "canonical" if same else r.variant.why])
-    return [table(rows, ["reading", "runs", f"{h.metric} mean ± std", "diverged", "verdict",
-                         "Welch p vs canonical", "Mann-Whitney p", "what differs"]), ""]
+    return [table(rows, ["reading", "runs", f"{h.metric} mean ± std (converged)", "diverged", "verdict",
+                         "Welch p vs canonical", "Mann-Whitney p", "Fisher p (diverged)", "what differs"]), ""]
 
 
 def early_lines(recipe: Recipe, rr: ReadingRuns) -> list[str]:
@@ -271,7 +282,7 @@ def listed_lines(recipe: Recipe, title: str, records: list[dict], results: Path)
              ", ".join(f"{k}={v}" for k, v in sorted(r["overrides"].items())) or "—",
              num(r["metrics"].get(h.metric), h.unit), f"{r['epochs_run']}" + (
                  f" of {r['epochs_planned']}" if r.get("truncated") else "")] for r in records]
-    return [f"### {title}", "", f"{len(records)} record(s), never in the statistics:", "",
+    return [f"#### {title}", "", f"{len(records)} record(s), never in the statistics:", "",
             table(rows, ["record", "seed", "pipeline / device", "fingerprint", "overrides", h.metric, "epochs"]), ""]
 
 
@@ -284,7 +295,7 @@ def reading_section(recipe: Recipe, rr: ReadingRuns, ev: Evidence, results: Path
     else:
         out += [f"A reading of the same document: {recipe.variant.why}", ""]
     out += [(f"Fingerprint `{recipe.fingerprint}`; dataset {recipe.hparams.dataset}, {recipe.hparams.epochs} epochs, "
-             f"selection `{recipe.hparams.selection}`."), "", "#### Runs", "", *runs_by_machine(rr, h.metric, h.unit)]
+             f"selection `{recipe.hparams.selection}`."), "", "#### Runs", "", *runs_by_machine(recipe, rr)]
     out += [f"![{name}]({path})" for name, path in figs.items()] + ([""] if figs else [])
     out += [f"#### Claims{f' (against {g.label}, n={len(g.runs)})' if g else ''}", ""]
     for res in judge_reading(recipe, g):

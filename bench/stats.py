@@ -123,6 +123,16 @@ def clopper_pearson(k: int, n: int, level: float = LEVEL) -> tuple[float, float]
     return lo, hi
 
 
+def fisher_more(k_a: int, n_a: int, k_b: int, n_b: int) -> float:
+    """One-sided Fisher's exact p that a's rate k_a/n_a is higher than b's k_b/n_b."""
+    return float(st.fisher_exact([[k_a, n_a - k_a], [k_b, n_b - k_b]], alternative="greater").pvalue)
+
+
+def fisher_two(k_a: int, n_a: int, k_b: int, n_b: int) -> float:
+    """Two-sided Fisher's exact p that two rates k_a/n_a and k_b/n_b differ."""
+    return float(st.fisher_exact([[k_a, n_a - k_a], [k_b, n_b - k_b]]).pvalue)
+
+
 def holm(pvalues: Sequence[float]) -> list[float]:
     """Holm's step-down adjusted p-values (NaN stays NaN and is not counted)."""
     idx = [i for i, p in enumerate(pvalues) if p is not None and math.isfinite(p)]
@@ -276,10 +286,12 @@ def judge(values: Sequence, claim: float, scale: Scale) -> Judgement:
 
     if n == 0:
         verdict = "no runs"
-    elif n < 3 or m < 2:
+    elif n < 3:
         verdict = "insufficient"
     elif bad > 1:
         verdict = "unstable"
+    elif m < 2:
+        verdict = "insufficient"
     elif p_one >= ALPHA:
         gap = worst_plausible - claim if scale.higher_is_better else claim - worst_plausible
         verdict = "exceeded" if gap > scale.margin(claim) else "reproduced"

@@ -70,8 +70,11 @@ def judge_reading(recipe: Recipe, group: Optional[Group]) -> list[ClaimResult]:
             out.append(ClaimResult(claim, "time", "no verdict (other hardware)"))
         elif claim.not_comparable:
             out.append(ClaimResult(claim, "not comparable", "not comparable"))
-        elif claim.higher_is_better is None:
-            values = group.values(claim.metric) if group else []
+        elif claim.higher_is_better is None:           # described over the runs whose headline did not diverge
+            h = recipe.headline
+            scale = scale_of(recipe, h)
+            values = [v for v, hv in zip(group.values(claim.metric), group.values(h.metric))
+                      if not stats.diverged(hv, scale)] if group else []
             out.append(ClaimResult(claim, "described", "described, no verdict",
                                    description=stats.describe(values, claim.value)))
         else:

@@ -80,7 +80,7 @@ def test_slower_on_one_host_fails_and_other_hosts_are_not_judged(folders):
 
 @pytest.mark.parametrize("candidate, reason", [
     ([], "no candidate runs"),
-    ([99.2], "finite candidate run"),
+    ([99.2], "converged candidate run"),
     ([99.2, 99.25, float("nan"), 99.3], "diverged"),
     ([99.2, 99.25, 11.0, 99.3], "diverged"),
 ])
@@ -154,3 +154,23 @@ def test_bad_input_and_internal_errors_have_their_own_codes(folders, tmp_path, m
     write(cand, *runs("mnist_99_4", BASE, started=9))
     assert gate(base, cand)[0] == 3                   # the nightly tells "broken gate" from "worse" (1)
     assert "internal error" in capsys.readouterr().err
+
+
+def test_a_recipe_that_diverges_now_and_then_is_judged_on_its_rate(folders):
+    base, cand = folders
+    fragile = [98.4, 11.0, 98.2, 98.3, 98.4]                 # the baseline itself lost one seed in five
+    write(base, *runs("mnist_99_4", [v if v > 20 else 11.0 for v in fragile]))
+    write(cand, *runs("mnist_99_4", [98.3, 98.4, 11.2, 98.35, 98.2], started=9))
+    code, summary = gate(base, cand)
+    r = row(summary, "mnist_99_4")
+    assert code == 0 and not r["broken"] and r["diverged"] == {"baseline": [1, 5], "candidate": [1, 5]}
+    cand2 = base.parent / "worse"
+    write(cand2, *runs("mnist_99_4", [11.0, 10.9, 11.2, 11.1, 98.3], started=9))
+    code, summary = gate(base, cand2)
+    r = row(summary, "mnist_99_4")
+    assert code == 1 and r["broken"] and "only 1 converged candidate run" in r["status"]
+    assert r["p_diverged"] == pytest.approx(0.1032, abs=1e-3)      # 4/5 against 1/5: Fisher alone cannot tell
+    cand3 = base.parent / "many"
+    write(cand3, *runs("mnist_99_4", [11.0] * 12 + [98.3, 98.4], started=9))
+    r = row(gate(base, cand3)[1], "mnist_99_4")
+    assert r["worse"] and r["p_diverged"] < 0.05                   # 12/14 against 1/5

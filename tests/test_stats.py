@@ -89,7 +89,8 @@ def test_diverged_runs_count_against_and_make_it_unstable():
     two = stats.judge([99.2, 99.3, 99.25, 11.0, 10.9], 99.3, ACC)   # two runs at chance
     assert two.verdict == "unstable" and two.n_diverged == 2
     assert max(two.values) < 100 and two.best_plausible < 100       # no [-40, 202] interval from mixing them
-    assert stats.judge([None, None, None], 99.0, ACC).verdict == "insufficient"
+    assert stats.judge([None, None, None], 99.0, ACC).verdict == "unstable"          # every run diverged
+    assert stats.judge([None, None], 99.0, ACC).verdict == "insufficient"
 
 
 def test_small_n():
