@@ -43,6 +43,8 @@ def parse_duration(text: str) -> float:
 def human(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "?"
+    if seconds < 10:
+        return f"{seconds:.1f} s"
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 90 * 60:

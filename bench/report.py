@@ -12,6 +12,8 @@ import math
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+
 from . import early, evidence, figures, registry, stats
 from .determinism import hardware
 from .engine import honest_selection
@@ -99,7 +101,7 @@ def summary_row(recipe: Recipe, rr: ReadingRuns) -> list:
     j, u = res.judgement, h.unit
     params_claim = next((c for c in recipe.claims if c.metric == "params"), None)
     measured = sorted({r["params"] for r in g.runs}) if g else [recipe.params]
-    wall = stats.mean([r["wall_time_s"] for r in g.runs]) if g else math.nan
+    wall = float(np.median([r["wall_time_s"] for r in g.runs])) if g else math.nan
     verdict = res.verdict + (f" — {', '.join(h.flags)}" if h.flags else "")
     if j and j.verdict == "not reproduced" and j.plausible_k:
         verdict += f" (best of K={j.plausible_k})"
@@ -108,7 +110,7 @@ def summary_row(recipe: Recipe, rr: ReadingRuns) -> list:
             mean_sd(j.mean, j.std, len(j.values), u) if j else "—", interval(j.ci, u) if j else "—",
             f"{j.reaching}/{j.n}" if j and j.n else "—", chance(j.p_one) if j else "—",
             f"{measured[0]:,} / {f'{int(params_claim.value):,}' if params_claim else '—'}",
-            f"{num(wall)} s on {', '.join(g.machines)}" if g else "—", verdict]
+            f"{num(round(wall))} s on {', '.join(g.machines)}" if g else "—", verdict]
 
 
 def converged(values, scale) -> list:
@@ -130,9 +132,9 @@ def runs_by_machine(recipe: Recipe, rr: ReadingRuns) -> list[str]:
             good = converged(values, scale)
             rows.append([g.label, label, host, len(runs), ", ".join(str(r["seed"]) for r in runs),
                          mean_sd(stats.mean(good), stats.std(good), len(good), unit), len(runs) - len(good),
-                         f"{num(stats.mean([r['wall_time_s'] for r in runs]))} s"])
+                         f"{num(round(float(np.median([r['wall_time_s'] for r in runs]))))} s"])
     out = [table(rows, ["pipeline / device", "hardware", "host", "runs", "seeds", f"{metric} mean ± std",
-                        "diverged", "s per run"]), ""]
+                        "diverged", "s per run (median)"]), ""]
     for device in sorted({g.device for g in rr.groups}):
         pair = {g.pipeline: g for g in rr.groups if g.device == device}
         if {"fast", "faithful"} <= set(pair):
@@ -177,7 +179,7 @@ def early_lines(recipe: Recipe, rr: ReadingRuns) -> list[str]:
               mean_sd(r.mean, r.std, r.n, "%"), interval((r.low, r.high), "%"),
               {True: "yes", False: "**no**", None: "—"}[r.agrees]] for r in rows]
     judged = [r for r in rows if r.agrees is not None]
-    return ["### Early curve against the document's printed log", "",
+    return ["#### Early curve against the document's printed log", "",
             ("The document's per-epoch numbers against this reading's canonical runs at the same epoch (complete "
              "runs and `--stop-after` runs of the unchanged schedule; these feed no verdict)."), "",
             table(cells, ["epoch", "metric", "document", "runs", "runs mean ± std", "95% predictive interval",
@@ -390,7 +392,8 @@ def write_report(results: Path, out: Path) -> tuple[Path, Evidence]:
              *rejected_lines(ev, results), "## Summary", "",
              table([summary_row(r, runs[r.label]) for r in readings],
                    ["reading", "claimed headline", "runs", "mean ± std", "95% CI of mean", "reaching claim",
-                    "one new run reaches claim", "params (measured / claimed)", "time per run", "verdict"]), "",
+                    "one new run reaches claim", "params (measured / claimed)", "time per run (median)",
+                    "verdict"]), "",
              (f"{len(ev.records)} usable record(s); {len(ev.rejected)} rejected; {copies} bitwise copies counted "
               "once."), ""]
     for r in readings:
