@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import signal
 import sys
 import traceback
@@ -118,11 +117,7 @@ def check_file_arg(flag: str, path: Path) -> None:
     """An output file argument must not name a folder, and its folder must be writable."""
     if path.is_dir():
         raise UsageError(f"{flag} {path} is a folder; give a file name")
-    parent = path.parent.absolute()
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise UsageError(f"{flag} {path}: {parent} is not a writable folder")
+    check_writable(path.parent, f"{flag} {path}: its folder")
 
 
 def _overrides(args) -> dict[str, str]:
@@ -239,8 +234,14 @@ def run_one_recipe(args, recipe, opts, seeds: list[int], deadline) -> tuple[int,
         if not c["ok"]:
             print(f"note: this smoke run's model breaks {c['name']!r} ({c['detail']}); its records say so")
     todo = _seeds_to_run(recipe, seeds, opts)
+    def agreement():
+        print("\n".join(agreement_lines(recipe, opts.results, opts.pipeline, opts.device.type,
+                                        host_identity(opts.device))))
+
     if not todo:
         print(f"all {len(seeds)} seed(s) are already recorded on this machine; --force trains them again")
+        if not parsed:
+            agreement()                                     # the question the user came with still has an answer
         return 0, []
     if len(todo) < len(seeds):
         print(f"{len(seeds) - len(todo)} seed(s) already recorded on this machine; training {len(todo)}")
@@ -267,8 +268,7 @@ def run_one_recipe(args, recipe, opts, seeds: list[int], deadline) -> tuple[int,
         failures = 0
         _, left = run_seeds(recipe, todo, opts, arrays, seed_seconds=est.seed)
     if not parsed and not left:
-        print("\n".join(agreement_lines(recipe, opts.results, opts.pipeline, opts.device.type,
-                                        host_identity(opts.device))))
+        agreement()
     return failures, left
 
 
@@ -383,7 +383,10 @@ def cmd_report(args) -> int:
     from .report import FIGURES_DIR, write_report
 
     check_file_arg("--out", Path(args.out))
-    out, ev = write_report(Path(args.results), Path(args.out))
+    try:
+        out, ev = write_report(Path(args.results), Path(args.out))
+    except OSError as exc:                   # the disk or a special folder refused: no record is touched
+        raise StoreError(f"cannot write the report to {args.out}: {exc.strerror or exc}") from exc
     for w in ev.warnings():
         print(f"warning: {w}", file=sys.stderr)
     print(f"wrote {out} (figures in {out.parent / FIGURES_DIR})")

@@ -18,7 +18,7 @@ from . import early, evidence, figures, registry, stats
 from .determinism import hardware
 from .engine import honest_selection
 from .evidence import Evidence, Group, ReadingRuns, machine, rel, split_runs
-from .fmt import chance, finite, interval, mean_sd, num, pvalue, spread, suffix, table
+from .fmt import chance, finite, interval, mean_sd, num, pvalue, suffix, table
 from .registry import Recipe
 from .store import StoreError
 from .verdicts import ClaimResult, headline_result, judge_reading, scale_of
@@ -289,7 +289,7 @@ def listed_lines(recipe: Recipe, title: str, records: list[dict], results: Path)
 
 
 def reading_section(recipe: Recipe, rr: ReadingRuns, ev: Evidence, results: Path, figs: dict) -> list[str]:
-    g, h = rr.primary, recipe.headline
+    g = rr.primary
     level = "##" if recipe.variant is None else "###"
     out = [f"{level} {recipe.label}", ""]
     if recipe.variant is None:
@@ -344,20 +344,6 @@ def draw(recipe: Recipe, rr: ReadingRuns, folder: Path) -> dict[str, str]:
     return out
 
 
-def check_out(out: Path) -> None:
-    """The report path must be a file we can write (figures go beside it)."""
-    if out.is_dir():
-        raise StoreError(f"--out {out} is a folder; give a file name such as {out / 'REPORT.md'}")
-    parent = out.parent.absolute()
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise StoreError(f"--out {out}: {parent} is not a folder")
-    import os
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise StoreError(f"--out {out}: {parent} is not writable")
-
-
 def rejected_lines(ev: Evidence, results: Path) -> list[str]:
     if not (ev.rejected or ev.not_records):
         return []
@@ -374,7 +360,6 @@ def write_report(results: Path, out: Path) -> tuple[Path, Evidence]:
     if not results.is_dir():
         raise StoreError(f"results folder {results} does not exist (run `python -m bench run` first, "
                          "or pass --results)")
-    check_out(out)
     ev = evidence.read(results)
     recipes = registry.all_recipes()
     readings = [r for c in recipes for r in [c] + [registry.load(c.name, v.name) for v in c.variants]]

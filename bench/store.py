@@ -39,16 +39,16 @@ def partial_dir(results: Path, recipe: str) -> Path:
     return Path(results) / recipe / "partial"
 
 
-def check_writable(results: Path) -> None:
-    """Fail before training, not after, and without creating anything: the folder (or the
+def check_writable(folder: Path, what: str = "results folder") -> None:
+    """Fail before any work, not after, and without creating anything: the folder (or the
     nearest existing parent it would be created in) must be a writable directory."""
-    path = Path(results).absolute()
+    path = Path(folder).absolute()
     while not path.exists():
         path = path.parent
     if not path.is_dir():
-        raise StoreError(f"results folder {results} cannot be created: {path} is a file")
+        raise StoreError(f"{what} {folder} cannot be created: {path} is a file")
     if not os.access(path, os.W_OK | os.X_OK):
-        raise StoreError(f"results folder {results} is not writable ({path}: permission denied)")
+        raise StoreError(f"{what} {folder} is not writable ({path}: permission denied)")
 
 
 def write_record(results: Path, record: dict) -> Path:

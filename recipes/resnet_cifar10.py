@@ -9,7 +9,7 @@ from torch import nn
 
 from bench.augment import Cutout, RandomCrop, RandomHorizontalFlip
 from bench.layers import GlobalAvgPool
-from bench.recipe import AtLeast, Assumption, Between, Claim, ExactParams, Fraction, Hparams, NonNegative, OutputShape, Schedule
+from bench.recipe import AtLeast, Assumption, Between, Claim, ExactParams, Fraction, Hparams, OutputShape, Schedule
 
 
 @dataclass(frozen=True, kw_only=True)

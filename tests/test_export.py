@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
-from pathlib import Path
 
 import pandas as pd
 import pytest

@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
-
 from bench import registry, report
 from bench.cli import main
 from tests.records import make_record, runs, write
