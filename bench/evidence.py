@@ -315,8 +315,10 @@ def group_runs(records: Iterable[dict]) -> list[Group]:
 
 
 def primary(groups: list[Group]) -> Optional[Group]:
-    """The group a summary row stands on: most runs, then the fast pipeline, then cuda."""
-    return max(groups, key=lambda g: (len(g.runs), g.pipeline == "fast", g.device == "cuda"), default=None)
+    """The group a summary row stands on: the fast pipeline (what `bench run` records by default), then
+    the device with most runs, then cuda. Not "most runs" first: one rejected fast record must not move
+    the headline onto the other pipeline."""
+    return max(groups, key=lambda g: (g.pipeline == "fast", len(g.runs), g.device == "cuda"), default=None)
 
 
 @dataclass

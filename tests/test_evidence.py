@@ -63,6 +63,17 @@ def test_a_one_byte_edit_is_rejected_and_the_verdict_stays(folder, capsys, tmp_p
     assert text.index("## Rejected records") < text.index("## Summary") and path.name in text
 
 
+def test_a_rejected_fast_record_does_not_move_the_headline_to_the_other_pipeline(folder):
+    write(folder, *runs("mnist_99_4", [v + 0.05 for v in MNIST], pipeline="faithful"))
+    fast = headline(folder)
+    path = one_file(folder)
+    path.write_text(path.read_text()[:200])
+    ev = evidence.read(folder)
+    primary = report.runs_of(ev, registry.load("mnist_99_4")).primary
+    assert len(ev.rejected) == 1 and primary.pipeline == "fast" and len(primary.runs) == 9
+    assert headline(folder)[1] == 9 and headline(folder)[2] != fast[2]
+
+
 def test_a_copied_folder_is_rejected_and_copies_count_once(folder):
     before = headline(folder, "lenet_sgd")
     shutil.copytree(folder / "lenet_sgd", folder / "lenet_sgd_backup")

@@ -23,12 +23,12 @@ def summary_rows(text: str) -> dict[str, list[str]]:
 
 
 def recompute(frame: pd.DataFrame, reading: str, metric: str):
-    """The report's primary group from the CSV alone: current canonical complete runs, most runs, fast, cuda."""
+    """The report's primary group from the CSV alone: current canonical complete runs, fast, most runs, cuda."""
     rows = frame[(frame.reading == reading) & frame.current & frame.canonical & (frame.status == "complete")]
     if rows.empty:
         return 0, None
     groups = rows.groupby(["pipeline", "device"])
-    key = max(groups.groups, key=lambda k: (len(groups.get_group(k)), k[0] == "fast", k[1] == "cuda"))
+    key = max(groups.groups, key=lambda k: (k[0] == "fast", len(groups.get_group(k)), k[1] == "cuda"))
     values = groups.get_group(key)[metric]
     converged = values[values > 20.0] if "acc" in metric else values.dropna()
     return len(values), converged.mean()
