@@ -14,154 +14,17 @@ import sys
 import traceback
 from pathlib import Path
 
-import torch
-
 from . import data as data_layer
 from . import registry
+from .cli_args import (Parser, UsageError, bounded_float, check_file_arg, check_folder_arg, duration, fraction,
+                       nonnegative_int, positive_int, resolve_device, run_options)
 from .data import DataError
-from .determinism import host_identity, set_threads
+from .determinism import set_threads
 from .recipe import OverrideError
 from .registry import RecipeError
+from .run_command import cmd_run
 from .runner import Interrupted, RejectedRecord, Terminated
-from .store import StoreError, check_writable
-
-
-class UsageError(Exception):
-    """Bad input that argparse cannot see (device, values that depend on the recipe)."""
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse that reports a usage error in one line (and exit 2), like every other bad input."""
-
-    def error(self, message):
-        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
-    return value
-
-
-def nonnegative_int(text: str) -> int:
-    value = int(text) if text.lstrip("-").isdigit() else None
-    if value is None or value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0 (got {text!r})")
-    return value
-
-
-class Seconds(float):
-    """A parsed --budget that remembers how the user wrote it (for the "continue with" command)."""
-    text = ""
-
-
-def duration(text: str) -> Seconds:
-    from .estimate import parse_duration
-    try:
-        value = Seconds(parse_duration(text))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    value.text = text
-    return value
-
-
-def bounded_float(low: float, high: float = math.inf, closed_low: bool = True):
-    """argparse type: a float in [low, high) (or (low, high) when closed_low is False)."""
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not (low <= value if closed_low else low < value) or not value < high:
-            raise argparse.ArgumentTypeError(f"{value} is outside {'[' if closed_low else '('}{low}, {high})")
-        return value
-    return parse
-
-
-def fraction(text: str) -> float:
-    """argparse type: a float in (0, 1] (--gpus-per-run)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"{value} is outside (0, 1]")
-    return value
-
-
-def resolve_device(name: str | None) -> torch.device:
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UsageError(f"--device {name}: not a device (use cpu or cuda)") from None
-    if device.type not in ("cpu", "cuda"):
-        raise UsageError(f"--device {name}: only cpu and cuda are supported")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {name}: no CUDA GPU is visible to torch {torch.__version__} on this machine")
-    return device
-
-
-def check_folder_arg(flag: str, path: Path) -> None:
-    """A folder argument must be a folder, or creatable: never a file (checked before any work)."""
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"{flag} {path} is a file, not a folder")
-
-
-def check_file_arg(flag: str, path: Path) -> None:
-    """An output file argument must not name a folder, and its folder must be writable."""
-    if path.is_dir():
-        raise UsageError(f"{flag} {path} is a folder; give a file name")
-    check_writable(path.parent, f"{flag} {path}: its folder")
-
-
-def _overrides(args) -> dict[str, str]:
-    out = {}
-    for item in args.set or []:
-        if "=" not in item:
-            raise UsageError(f"--set {item}: expected key=value")
-        key, value = item.split("=", 1)
-        out[key.strip()] = value.strip()
-    for flag in ("epochs", "train_limit", "eval_limit"):
-        if getattr(args, flag, None) is not None:
-            out[flag] = str(getattr(args, flag))
-    return out
-
-
-def _run_options(args, recipe):
-    """Everything about a run checked before anything is downloaded, trained or written."""
-    from .recipe import apply_overrides
-    from .runner import RunOptions, preflight
-
-    overrides = _overrides(args)
-    hp, parsed = apply_overrides(recipe.hparams, overrides)  # a bad --set fails here: its domain, its type
-    check = getattr(recipe.module, "check_hparams", None)   # optional: settings the recipe cannot honour
-    if check is not None:
-        check(hp)
-    broken = [c for c in preflight(recipe, hp)[1] if not c["ok"]]
-    if broken and not parsed:                                # a canonical run must be the document's model
-        raise UsageError(f"{recipe.label}: the canonical model breaks its constraint "
-                         f"{broken[0]['name']!r} ({broken[0]['detail']}); fix the recipe")
-    device = resolve_device(args.device)
-    if args.pipeline == "faithful" and not recipe.uses_engine:
-        raise UsageError(f"{recipe.name} trains outside the torch engine; it has no torchvision pipeline")
-    from .step import resolve as resolve_step
-    step, step_note = resolve_step(getattr(args, "step", None), device, args.pipeline, recipe.uses_engine)
-    if step_note:
-        print(f"{recipe.label}: {step_note}")
-    results = Path(args.results)
-    check_writable(results)
-    data_dir = data_layer.default_data_dir(args.data_dir)
-    check_folder_arg("--data-dir", data_dir)
-    return RunOptions(results=results, data_dir=data_dir, device=device, pipeline=args.pipeline,
-                      overrides=overrides, force=args.force, progress=not args.no_progress, threads=args.threads,
-                      stop_after=getattr(args, "stop_after", None),
-                      progress_lines=getattr(args, "progress_lines", False), step=step)
+from .store import StoreError
 
 
 # ---------------------------------------------------------------- commands
@@ -185,135 +48,6 @@ def cmd_list(args) -> int:
     print("\nrun a variant with `--variant NAME` (the part after the colon)")
     return 0
 
-
-def _seeds_to_run(recipe, seeds, opts) -> list[int]:
-    """The seeds not already recorded on this machine (what a run will actually train)."""
-    from . import evidence
-    from .runner import done_here, effective_hparams, run_key
-
-    if opts.force:
-        return list(seeds)
-    _, parsed = effective_hparams(recipe, opts)
-    host = host_identity(opts.device)
-    records = evidence.read(opts.results, recipe.name).records
-    return [s for s in seeds if not done_here(records, run_key(recipe, s, opts, parsed, host), opts.stop_after)]
-
-
-def _continue_command(args, recipe, left: list[int]) -> str:
-    parts = ["python -m bench run", f"--recipe {recipe.name}"]
-    if recipe.variant is not None:
-        parts.append(f"--variant {recipe.variant_name}")
-    parts += [f"--seeds {len(left)}", f"--seed-start {left[0]}" if left[0] else ""]
-    for flag in ("device", "pipeline", "step", "threads", "stop_after", "epochs", "train_limit", "eval_limit", "jobs"):
-        value = getattr(args, flag, None)
-        if value not in (None, 1, "fast") or (flag == "threads" and value):
-            parts.append(f"--{flag.replace('_', '-')} {value}")
-    parts += [f"--set {s}" for s in args.set or []]
-    if args.results != "results":
-        parts.append(f"--results {args.results}")
-    if args.budget:
-        parts.append(f"--budget {args.budget.text}")
-    return " ".join(p for p in parts if p)
-
-
-def run_one_recipe(args, recipe, opts, seeds: list[int], deadline) -> tuple[int, list[int]]:
-    """Train one reading's seeds (estimate first, agreement last); returns (failed children, seeds left)."""
-    from .agreement import agreement_lines
-    from .estimate import advice, estimate
-    from .jobs import run_parallel
-    from .runner import effective_hparams, run_seeds
-
-    hp, parsed = effective_hparams(recipe, opts)
-    kind = "smoke (non-canonical)" if parsed else "canonical"
-    cut = f", stopping after epoch {opts.stop_after} of {hp.epochs}" if opts.stop_after else ""
-    print(f"{recipe.label} [{recipe.fingerprint}] seeds {seeds[0]}..{seeds[-1]} on {opts.device}, "
-          f"pipeline {opts.pipeline}, step {opts.step}, {kind} run{cut}")
-    if parsed:
-        print("overrides: " + ", ".join(f"{k}={v!r}" for k, v in parsed.items()))
-    for c in recipe.check_constraints(recipe.build_model(hp)):
-        if not c["ok"]:
-            print(f"note: this smoke run's model breaks {c['name']!r} ({c['detail']}); its records say so")
-    todo = _seeds_to_run(recipe, seeds, opts)
-    def agreement():
-        print("\n".join(agreement_lines(recipe, opts.results, opts.pipeline, opts.device.type,
-                                        host_identity(opts.device))))
-
-    if not todo:
-        print(f"all {len(seeds)} seed(s) are already recorded on this machine; --force trains them again")
-        if not parsed:
-            agreement()                                     # the question the user came with still has an answer
-        return 0, []
-    if len(todo) < len(seeds):
-        print(f"{len(seeds) - len(todo)} seed(s) already recorded on this machine; training {len(todo)}")
-    dry = getattr(args, "dry_run", False)
-    csv_missing = hp.dataset == "mnist_csv" and not all(
-        (data_layer.mnist_csv_dir(opts.data_dir) / f).exists() for f in data_layer.CSV_FILES.values())
-    # a dry run writes nothing, not even the CSV copy of MNIST: it times the same images from the IDX files
-    arrays = data_layer.load("mnist" if dry and csv_missing else hp.dataset, opts.data_dir)
-    from .step import default_step
-    with default_step(opts.step):                           # the estimate times the run's own step
-        est = estimate(recipe, hp, arrays, opts.device, opts.pipeline, opts.stop_after)
-    print(est.line(len(todo), args.jobs))
-    note = advice(est, opts.device, recipe.label)
-    if note:
-        print(note)
-    if dry:
-        print(f"dry run: would train seed(s) {', '.join(map(str, todo))} of {recipe.label} "
-              f"({args.jobs} at a time); nothing trained or written")
-        return 0, []
-    opts.deadline = deadline
-    if args.jobs > 1:
-        failures, left = run_parallel(recipe, todo, opts, args.jobs, seed_seconds=est.seed)
-    else:
-        failures = 0
-        _, left = run_seeds(recipe, todo, opts, arrays, seed_seconds=est.seed)
-    if not parsed and not left:
-        agreement()
-    return failures, left
-
-
-def cmd_run(args) -> int:
-    from .runner import code_version
-
-    code_version()                                          # the code as loaded, before any edit
-    from . import ray_backend                               # imports no Ray: that happens only for --backend ray
-    ray_backend.check_args(args)
-    if args.threads:
-        set_threads(args.threads)
-    if args.all:
-        if args.recipe or args.variant:
-            raise UsageError("--all runs every recipe: drop --recipe/--variant, or drop --all")
-        recipes = registry.all_recipes()
-        print(f"--all: {len(recipes)} recipes in alphabetical order ({', '.join(r.name for r in recipes)}); "
-              "canonical readings only")
-    elif not args.recipe:
-        raise UsageError("name a recipe with --recipe NAME (python -m bench list), or pass --all")
-    else:
-        recipes = [registry.load(args.recipe, args.variant)]
-    plans = [(r, _run_options(args, r)) for r in recipes]         # every check before the first download
-    seeds = list(range(args.seed_start, args.seed_start + args.seeds))
-    from .runner import now
-    deadline = now() + args.budget if args.budget else None
-    if args.backend == "ray" and not getattr(args, "dry_run", False):   # a dry run estimates here, trains nowhere
-        return ray_backend.run_campaign(args, plans, seeds, deadline)
-    failures = 0
-    for i, (recipe, opts) in enumerate(plans):
-        try:
-            f, left = run_one_recipe(args, recipe, opts, seeds, deadline)
-        except DataError as exc:
-            if not args.all:
-                raise
-            print(f"skipped {recipe.label}: {exc}")
-            continue
-        failures += f
-        if left:
-            print(f"budget spent: {len(left)} seed(s) of {recipe.label} left ({left[0]}..{left[-1]}); continue with:\n"
-                  f"  {_continue_command(args, recipe, left)}")
-            rest = [r.label for r, _ in plans[i + 1:]]
-            if rest:
-                print(f"not started: {', '.join(rest)} (rerun the same --all command to continue)")
-            break
-    return 1 if failures else 0
 
 
 def cmd_data(args) -> int:
@@ -350,7 +84,7 @@ def cmd_check_determinism(args) -> int:
     if args.threads:
         set_threads(args.threads)
     recipe = registry.load(args.recipe, args.variant)
-    opts = _run_options(args, recipe)
+    opts = run_options(args, recipe)
     hp, _ = effective_hparams(recipe, opts)
     arrays = data_layer.load(hp.dataset, opts.data_dir)
     results = []

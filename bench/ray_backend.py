@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from .cli import UsageError
+from .cli_args import UsageError
 
 INSTALL = 'pip install -e ".[ray]"'
 RAY_ONLY = ("address", "gpus_per_run", "cpus_per_run", "checkpoint_dir")
@@ -75,7 +75,7 @@ def check_args(args) -> None:
     if args.device is not None and args.device.startswith("cpu") and args.gpus_per_run is not None:
         raise UsageError("--gpus-per-run needs --device cuda (a CPU run reserves no GPU)")
     if args.checkpoint_dir is not None:
-        from .cli import check_folder_arg
+        from .cli_args import check_folder_arg
         check_folder_arg("--checkpoint-dir", Path(args.checkpoint_dir))
 
 
@@ -277,7 +277,7 @@ def _campaign(args, plans, seeds, deadline, log) -> int:
 
     from . import data as data_layer
     from . import evidence
-    from .cli import _continue_command
+    from .run_command import continue_command
     from .data import DataError
     from .determinism import host_identity
     from .runner import (Interrupted, RejectedRecord, Terminated, code_version, done_here, effective_hparams,
@@ -471,7 +471,7 @@ def _campaign(args, plans, seeds, deadline, log) -> int:
             continue
         if left[label]:
             todo = sorted(left[label])
-            cmd = _continue_command(args, recipe, list(range(todo[0], todo[-1] + 1)))
+            cmd = continue_command(args, recipe, list(range(todo[0], todo[-1] + 1)))
             cmd += " --backend ray" + "".join(f" --{f.replace('_', '-')} {getattr(args, f)}" for f in RAY_ONLY
                                               if getattr(args, f, None) is not None)
             log(f"budget spent: {len(todo)} seed(s) of {label} left ({', '.join(map(str, todo))}); continue with:\n"

@@ -96,7 +96,7 @@ def test_all_runs_every_recipe_with_data_and_skips_the_rest(tmp_path, monkeypatc
             raise data_layer.DataError("CIFAR-10 is not available: put the batches in data/cifar-10-batches-py")
         return synthetic_arrays(n_train=64, n_test=32)
 
-    import bench.cli as cli
+    import bench.run_command as run_command
 
     def fake_run(args, recipe, opts, seeds, deadline):
         data_layer.load(recipe.hparams.dataset, opts.data_dir)
@@ -104,7 +104,7 @@ def test_all_runs_every_recipe_with_data_and_skips_the_rest(tmp_path, monkeypatc
         return 0, []
 
     monkeypatch.setattr(data_layer, "load", load)
-    monkeypatch.setattr(cli, "run_one_recipe", fake_run)
+    monkeypatch.setattr(run_command, "run_one_recipe", fake_run)
     assert main(["run", "--all", "--seeds", "2", "--results", str(tmp_path / "r"), *SMALL]) == 0
     out = capsys.readouterr().out
     assert ran == [n for n in registry.names() if registry.load(n).hparams.dataset != "cifar10"]

@@ -1,0 +1,150 @@
+"""Command-line argument types and the checks at the door: everything about a run is checked here
+before anything is downloaded, trained or written (bad input is exit 2 with one line)."""
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import torch
+
+from . import data as data_layer
+from .store import check_writable
+
+
+class UsageError(Exception):
+    """Bad input that argparse cannot see (device, values that depend on the recipe)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error in one line (and exit 2), like every other bad input."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    value = int(text) if text.lstrip("-").isdigit() else None
+    if value is None or value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0 (got {text!r})")
+    return value
+
+
+class Seconds(float):
+    """A parsed --budget that remembers how the user wrote it (for the "continue with" command)."""
+    text = ""
+
+
+def duration(text: str) -> Seconds:
+    from .estimate import parse_duration
+    try:
+        value = Seconds(parse_duration(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    value.text = text
+    return value
+
+
+def bounded_float(low: float, high: float = math.inf, closed_low: bool = True):
+    """argparse type: a float in [low, high) (or (low, high) when closed_low is False)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (low <= value if closed_low else low < value) or not value < high:
+            raise argparse.ArgumentTypeError(f"{value} is outside {'[' if closed_low else '('}{low}, {high})")
+        return value
+    return parse
+
+
+def fraction(text: str) -> float:
+    """argparse type: a float in (0, 1] (--gpus-per-run)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{value} is outside (0, 1]")
+    return value
+
+
+def resolve_device(name: str | None) -> torch.device:
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"--device {name}: not a device (use cpu or cuda)") from None
+    if device.type not in ("cpu", "cuda"):
+        raise UsageError(f"--device {name}: only cpu and cuda are supported")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: no CUDA GPU is visible to torch {torch.__version__} on this machine")
+    return device
+
+
+def check_folder_arg(flag: str, path: Path) -> None:
+    """A folder argument must be a folder, or creatable: never a file (checked before any work)."""
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{flag} {path} is a file, not a folder")
+
+
+def check_file_arg(flag: str, path: Path) -> None:
+    """An output file argument must not name a folder, and its folder must be writable."""
+    if path.is_dir():
+        raise UsageError(f"{flag} {path} is a folder; give a file name")
+    check_writable(path.parent, f"{flag} {path}: its folder")
+
+
+def overrides_of(args) -> dict[str, str]:
+    out = {}
+    for item in args.set or []:
+        if "=" not in item:
+            raise UsageError(f"--set {item}: expected key=value")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value.strip()
+    for flag in ("epochs", "train_limit", "eval_limit"):
+        if getattr(args, flag, None) is not None:
+            out[flag] = str(getattr(args, flag))
+    return out
+
+
+def run_options(args, recipe):
+    """Everything about a run checked before anything is downloaded, trained or written."""
+    from .recipe import apply_overrides
+    from .runner import RunOptions, preflight
+
+    overrides = overrides_of(args)
+    hp, parsed = apply_overrides(recipe.hparams, overrides)  # a bad --set fails here: its domain, its type
+    check = getattr(recipe.module, "check_hparams", None)   # optional: settings the recipe cannot honour
+    if check is not None:
+        check(hp)
+    broken = [c for c in preflight(recipe, hp)[1] if not c["ok"]]
+    if broken and not parsed:                                # a canonical run must be the document's model
+        raise UsageError(f"{recipe.label}: the canonical model breaks its constraint "
+                         f"{broken[0]['name']!r} ({broken[0]['detail']}); fix the recipe")
+    device = resolve_device(args.device)
+    if args.pipeline == "faithful" and not recipe.uses_engine:
+        raise UsageError(f"{recipe.name} trains outside the torch engine; it has no torchvision pipeline")
+    from .step import resolve as resolve_step
+    step, step_note = resolve_step(getattr(args, "step", None), device, args.pipeline, recipe.uses_engine)
+    if step_note:
+        print(f"{recipe.label}: {step_note}")
+    results = Path(args.results)
+    check_writable(results)
+    data_dir = data_layer.default_data_dir(args.data_dir)
+    check_folder_arg("--data-dir", data_dir)
+    return RunOptions(results=results, data_dir=data_dir, device=device, pipeline=args.pipeline,
+                      overrides=overrides, force=args.force, progress=not args.no_progress, threads=args.threads,
+                      stop_after=getattr(args, "stop_after", None),
+                      progress_lines=getattr(args, "progress_lines", False), step=step)
