@@ -24,6 +24,7 @@ from .recipe import OverrideError
 from .registry import RecipeError
 from .run_command import cmd_run
 from .runner import Interrupted, RejectedRecord, Terminated
+from .splits import make_splits
 from .store import StoreError
 
 
@@ -90,7 +91,7 @@ def cmd_check_determinism(args) -> int:
     results = []
     for attempt in (1, 2):
         gens = seed_everything(args.seed, opts.device)
-        splits = data_layer.make_splits(arrays, hp, gens["split"], opts.device)
+        splits = make_splits(arrays, hp, gens["split"], opts.device)
         ctx = RunContext(f"{recipe.label} (run {attempt})", args.seed, opts.device, gens, opts.pipeline,
                          progress=opts.progress, step=opts.step)
         run = train(recipe.module, hp, splits, ctx) if recipe.uses_engine else recipe.module.train(hp, splits, ctx)

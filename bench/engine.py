@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from .augment import augment_batch, normalize, torchvision_pipeline
-from .data import Split, Splits
+from .splits import Split, Splits
 from .determinism import rng_state, set_rng_state, weights_sha256
 from .step import current as current_step, make_step
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import torch
 
-from . import data as data_layer
 from .engine import RunContext, evaluated, train
 from .recipe import DATASETS, TEST_IMAGES
+from .splits import make_splits
 
 HOUR = 3600.0
 DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
@@ -74,7 +74,7 @@ def _timed_epoch(recipe, hp, arrays, device, pipeline: str, train_images: int, e
     cut = dataclasses.replace(hp, epochs=1, train_limit=train_images, eval_limit=eval_images)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         gens = seed_everything(0, device)
-        splits = data_layer.make_splits(arrays, cut, gens["split"], device)
+        splits = make_splits(arrays, cut, gens["split"], device)
         ctx = RunContext("estimate", 0, device, gens, pipeline, progress=False)
         t0 = time.perf_counter()
         if recipe.uses_engine:

@@ -64,7 +64,7 @@ def probe_hparams(recipe):
 def probe(recipe) -> dict:
     """{"curves": every curve but time, "weights": name -> [sum, sum of |w|], "sha256" of the final weights,
     "capability": the CPU kernels that produced them}."""
-    from .data import make_splits
+    from .splits import make_splits
     from .determinism import seed_everything
     from .engine import RunContext, train
 

@@ -35,7 +35,7 @@ METADATA = ("CLAIMS", "ASSUMPTIONS", "CONSTRAINTS", "VARIANTS", "DOCUMENT_LOG")
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 FROZEN_PATH = RECIPES_DIR / "FROZEN.json"
 FROZEN_FORMAT = 2
-HARNESS_FILES = ("engine.py", "step.py", "augment.py", "data.py", "determinism.py")
+HARNESS_FILES = ("engine.py", "step.py", "augment.py", "data.py", "splits.py", "determinism.py")
 
 
 class RecipeError(Exception):

@@ -29,6 +29,7 @@ from .determinism import environment, git_commit, host_identity, machine_key, se
 from .engine import RunContext, summarize, train
 from .recipe import DATASETS, OverrideError, apply_overrides, count_params
 from .registry import Recipe, harness_hash
+from .splits import make_splits
 from .store import SCHEMA_VERSION, partial_dir, run_lock, write_record
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -162,7 +163,7 @@ def train_and_record(recipe: Recipe, seed: int, arrays: dict, opts: RunOptions, 
     hp, parsed = effective_hparams(recipe, opts)
     params, constraints = preflight(recipe, hp)
     gens = seed_everything(seed, opts.device)
-    splits = data_layer.make_splits(arrays, hp, gens["split"], opts.device)
+    splits = make_splits(arrays, hp, gens["split"], opts.device)
     ctx = RunnerContext(recipe.label, seed, opts.device, gens, opts.pipeline, checkpoint, key, opts.progress,
                         stop_after=opts.stop_after, deadline=opts.deadline,
                         planned=hp.epochs if opts.stop_after is None else min(opts.stop_after, hp.epochs),

@@ -23,6 +23,7 @@ from . import data as data_layer
 from .determinism import environment, machine_key, seed_everything
 from .engine import RunContext, faithful_batches, faithful_loader, fast_batches, train
 from .registry import Recipe
+from .splits import make_splits
 from .step import resolve as resolve_step
 
 
@@ -83,7 +84,7 @@ def measure(recipe: Recipe, device: torch.device, arrays, repeats: int = 1,
     """Median seconds per epoch (and per epoch of batches alone, where there are batches to make) for
     each configuration; {label: {"epoch", "batches" (None for the floor), "pipeline", "step"}}."""
     hp = dataclasses.replace(recipe.hparams, epochs=1, train_limit=train_limit or recipe.hparams.train_limit)
-    splits = data_layer.make_splits(arrays, hp, seed_everything(0, device)["split"], device)
+    splits = make_splits(arrays, hp, seed_everything(0, device)["split"], device)
     configs = configurations(device, graph)
     times = {label: {"epoch": [], "batches": []} for label, _, _ in configs}
     for rep in range(repeats):

@@ -19,6 +19,7 @@ import torch
 
 from bench import data as dl
 from bench.cli import main
+from bench.splits import make_splits
 
 NAMES = [s.name for s in dl.MNIST_RAW]  # train images, train labels, t10k images, t10k labels
 
@@ -270,7 +271,7 @@ ARRAYS = {"train_x": np.arange(N, dtype=np.uint8)[:, None, None, None].repeat(4,
 
 def split(kind, seed=0, train_limit=None, eval_limit=None):
     hp = SimpleNamespace(split=kind, val_size=5, train_limit=train_limit, eval_limit=eval_limit)
-    return dl.make_splits(ARRAYS, hp, torch.Generator().manual_seed(seed), "cpu")
+    return make_splits(ARRAYS, hp, torch.Generator().manual_seed(seed), "cpu")
 
 
 def test_official_split_has_no_validation_and_tail_takes_the_last_val_size_images_in_order():

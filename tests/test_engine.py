@@ -20,7 +20,7 @@ from torch import nn
 
 from bench import engine
 from bench.augment import RandomAffine
-from bench.data import make_splits
+from bench.splits import make_splits
 from bench.determinism import seed_everything
 from bench.engine import RunContext, train
 from bench.numerics import one_thread, synthetic_arrays

@@ -27,7 +27,7 @@ import torch
 from bench import data as data_layer
 from bench import engine, registry
 from bench import step as step_module
-from bench.data import make_splits
+from bench.splits import make_splits
 from bench.determinism import seed_everything
 from bench.engine import RunContext, train
 from bench.numerics import one_thread, probe_hparams, synthetic_arrays

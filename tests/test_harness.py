@@ -15,6 +15,7 @@ from bench import registry
 from bench.determinism import seed_everything, weights_sha256
 from bench.engine import RunContext, honest_selection, summarize, train
 from bench.recipe import OverrideError, apply_overrides, count_params
+from bench.splits import make_splits
 from bench.store import write_record
 from tests.conftest import ROOT
 
@@ -64,7 +65,7 @@ def mnist(real_data_dir):
 def _weights_after_one_epoch(arrays, seed):
     hp, _ = apply_overrides(MNIST_99_4.hparams, {"epochs": "1", "train_limit": "512", "eval_limit": "256"})
     gens = seed_everything(seed, torch.device("cpu"))
-    splits = data_layer.make_splits(arrays, hp, gens["split"], torch.device("cpu"))
+    splits = make_splits(arrays, hp, gens["split"], torch.device("cpu"))
     ctx = RunContext("mnist_99_4", seed, torch.device("cpu"), gens, progress=False)
     return train(MNIST_99_4.module, hp, splits, ctx)
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.data import make_splits
+from bench.splits import make_splits
 from bench.determinism import seed_everything, stream_seed
 from bench.engine import RunContext
 from recipes import numpy_cnn

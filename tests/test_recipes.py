@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from bench import registry
-from bench.data import LOADERS, make_splits
+from bench.data import LOADERS
+from bench.splits import make_splits
 from bench.determinism import seed_everything
 from bench.engine import RunContext, summarize, train
 from bench.recipe import (ASSUMPTION_SOURCES, CLAIM_SELECTIONS, MEASURED_ON, SELECTIONS, Assumption, Claim,

@@ -13,7 +13,7 @@ import torch
 
 from bench import registry
 from bench.augment import augment_batch, torchvision_pipeline
-from bench.data import Split
+from bench.splits import Split
 from bench.determinism import seed_everything
 from bench.engine import ImageDataset
 from tests.conftest import synthetic_arrays
