@@ -2,8 +2,8 @@
 
 The first question a user brings is "does it reproduce on MY machine?". This block answers it
 from the records alone (read through bench.evidence): this machine's canonical runs of the
-reading, the runs of every other machine in the same pipeline and device type, a Welch and a
-Mann-Whitney test between them, and the claim's verdict with this machine's runs included.
+reading, the runs of every other machine in the same pipeline and device type (mean ± std of the
+converged runs, diverged ones counted apart), a Welch and a Mann-Whitney test between them, and the claim's verdict with this machine's runs included.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 from . import evidence, stats
 from .evidence import Group, host, split_runs
 from .fmt import chance, mean_sd, pvalue, suffix
-from .verdicts import headline_result
+from .verdicts import headline_result, scale_of
 
 
 def agreement_lines(recipe, results: Path, pipeline: str, device: str, this_host: str) -> list[str]:
@@ -24,16 +24,22 @@ def agreement_lines(recipe, results: Path, pipeline: str, device: str, this_host
         return [f"{recipe.label}: no canonical complete run on {pipeline} / {device} yet."]
     mine = [r for r in group.runs if r.get("host") == this_host]
     others = [r for r in group.runs if r.get("host") != this_host]
-    a = [r["metrics"].get(h.metric) for r in mine]
-    b = [r["metrics"].get(h.metric) for r in others]
-    u = h.unit
+    scale, u = scale_of(recipe, h), h.unit
+    a = stats.converged([r["metrics"].get(h.metric) for r in mine], scale)
+    b = stats.converged([r["metrics"].get(h.metric) for r in others], scale)
+
+    def runs(records, values) -> str:
+        """n runs, mean ± std of the converged ones, and how many diverged (never averaged in)."""
+        lost = len(records) - len(values)
+        return (f"n={len(records)}, {mean_sd(stats.mean(values), stats.std(values), len(values), u)}{suffix(u)}"
+                + (f" ({len(values)} converged; {lost} diverged)" if lost else ""))
+
     out = [f"== {recipe.label}: your runs against the evidence ({h.metric}, claimed {h.value:g}{suffix(u)})",
-           f"this machine ({', '.join(sorted({evidence.machine(r) for r in mine})) or '—'}): n={len(a)}, "
-           f"{mean_sd(stats.mean(a), stats.std(a), len(a), u)}{suffix(u)}"]
-    if b:
+           f"this machine ({', '.join(sorted({evidence.machine(r) for r in mine})) or '—'}): {runs(mine, a)}"]
+    if others:
         hosts = sorted({host(r) for r in others})
         out.append(f"other machines ({', '.join(sorted({evidence.machine(r) for r in others}))}; {len(hosts)} "
-                   f"host(s)): n={len(b)}, {mean_sd(stats.mean(b), stats.std(b), len(b), u)}{suffix(u)}")
+                   f"host(s)): {runs(others, b)}")
         pw, pm = stats.welch(a, b), stats.mann_whitney(a, b)
         if len(a) >= 2 and len(b) >= 2:
             agree = "they agree (no significant difference)" if pw >= 0.05 and pm >= 0.05 else \

@@ -113,10 +113,6 @@ def summary_row(recipe: Recipe, rr: ReadingRuns) -> list:
             f"{num(round(wall))} s on {', '.join(g.machines)}" if g else "—", verdict]
 
 
-def converged(values, scale) -> list:
-    return [v for v in values if not stats.diverged(v, scale)]
-
-
 def runs_by_machine(recipe: Recipe, rr: ReadingRuns) -> list[str]:
     h = recipe.headline
     metric, unit, scale = h.metric, h.unit, scale_of(recipe, h)
@@ -129,7 +125,7 @@ def runs_by_machine(recipe: Recipe, rr: ReadingRuns) -> list[str]:
             by.setdefault((machine(r), evidence.host(r)), []).append(r)
         for (label, host), runs in sorted(by.items()):
             values = [r["metrics"].get(metric) for r in runs]
-            good = converged(values, scale)
+            good = stats.converged(values, scale)
             rows.append([g.label, label, host, len(runs), ", ".join(str(r["seed"]) for r in runs),
                          mean_sd(stats.mean(good), stats.std(good), len(good), unit), len(runs) - len(good),
                          f"{num(round(float(np.median([r['wall_time_s'] for r in runs]))))} s"])
@@ -138,7 +134,7 @@ def runs_by_machine(recipe: Recipe, rr: ReadingRuns) -> list[str]:
     for device in sorted({g.device for g in rr.groups}):
         pair = {g.pipeline: g for g in rr.groups if g.device == device}
         if {"fast", "faithful"} <= set(pair):
-            a, b = (converged(pair[p].values(metric), scale) for p in ("fast", "faithful"))
+            a, b = (stats.converged(pair[p].values(metric), scale) for p in ("fast", "faithful"))
             out += [(f"Does the fast pipeline change the science? On {device}: fast "
                      f"{mean_sd(stats.mean(a), stats.std(a), len(a), unit)} (n={len(a)}) vs faithful "
                      f"{mean_sd(stats.mean(b), stats.std(b), len(b), unit)} (n={len(b)}); Welch's t-test "
@@ -159,11 +155,11 @@ def readings_lines(canonical: Recipe, ev: Evidence) -> list[str]:
         j = res.judgement
         b = rr.primary.values(h.metric) if rr.primary else []
         same = r.variant is None
-        fisher = stats.fisher_two(j.n_diverged, j.n, len(a) - len(converged(a, scale)), len(a)) if b and a else None
+        fisher = stats.fisher_two(j.n_diverged, j.n, len(a) - len(stats.converged(a, scale)), len(a)) if b and a else None
         rows.append([r.label, j.n, mean_sd(j.mean, j.std, len(j.values), h.unit),
                      f"{j.n_diverged}/{j.n}" if j.n else "—", res.verdict,
-                     "—" if same else pvalue(stats.welch(converged(b, scale), converged(a, scale))),
-                     "—" if same else pvalue(stats.mann_whitney(converged(b, scale), converged(a, scale))),
+                     "—" if same else pvalue(stats.welch(stats.converged(b, scale), stats.converged(a, scale))),
+                     "—" if same else pvalue(stats.mann_whitney(stats.converged(b, scale), stats.converged(a, scale))),
                      "—" if same or fisher is None else pvalue(fisher),
                      "canonical" if same else r.variant.why])
     return [table(rows, ["reading", "runs", f"{h.metric} mean ± std (converged)", "diverged", "verdict",

@@ -210,6 +210,11 @@ def diverged(value, scale: Scale) -> bool:
     return scale.kind == "percent" and scale.higher_is_better and value <= DIVERGED_ACCURACY
 
 
+def converged(values, scale: Scale) -> list:
+    """The values of the runs that did not diverge (their spread is what a mean ± std may show)."""
+    return [v for v in values if not diverged(v, scale)]
+
+
 # ---------------------------------------------------------------- one claim against runs
 
 @dataclass(frozen=True)

@@ -123,3 +123,16 @@ def test_already_recorded_seeds_skip_the_estimate(tmp_path, fake_data, capsys):
     assert "already recorded on this machine" in out and "estimate" not in out
     record = json.loads(next((results / "lenet_sgd").glob("*.json")).read_text())
     assert record["canonical"] is False and record["digest"]
+
+
+def test_the_agreement_block_never_averages_a_diverged_run(tmp_path):
+    from bench.agreement import agreement_lines
+    from tests.records import make_record, runs, write
+
+    results = tmp_path / "results"
+    write(results, *runs("numpy_cnn", [98.3, 98.4, 11.0], host="here"),
+          *(make_record("numpy_cnn", seed, value, host="there") for seed, value in [(0, 98.35), (1, 98.25)]))
+    text = "\n".join(agreement_lines(registry.load("numpy_cnn"), results, "fast", "cpu", "here"))
+    assert "this machine (Test CPU / 2 threads): n=3, 98.35 ± 0.071% (2 converged; 1 diverged)" in text, text
+    assert "1 host(s)): n=2, 98.30 ± 0.071%\n" in text + "\n", text
+    assert "1 run(s) diverged" in text
