@@ -329,12 +329,23 @@ class ReadingRuns:
     smoke: list[dict]
     older: list[dict]
     truncated: list[dict]      # canonical --stop-after runs of the current fingerprint: early curves only
+    continued: list[dict] = field(default_factory=list)   # truncated runs that a later record continued
+
+
+def continued_later(record: dict, records: list[dict]) -> bool:
+    """A truncated run that a later record of the same run key carried further (a complete run, or a larger
+    --stop-after): its epochs are in that record, so counting both would count one run twice."""
+    return record["status"] == "truncated" and any(
+        o is not record and o["key"] == record["key"]
+        and (o["status"] == "complete" or o["epochs_run"] > record["epochs_run"]) for o in records)
 
 
 def split_runs(records: list[dict], fingerprint: str) -> ReadingRuns:
     canonical = [r for r in records if r["canonical"] is True]
     current = [r for r in canonical if r["fingerprint"] == fingerprint]
     groups = group_runs(r for r in current if r["status"] == "complete")
+    truncated = [r for r in current if r["status"] == "truncated"]
+    continued = [r for r in truncated if continued_later(r, current)]
     return ReadingRuns(groups, primary(groups), smoke=[r for r in records if r["canonical"] is not True],
                        older=[r for r in canonical if r["fingerprint"] != fingerprint],
-                       truncated=[r for r in current if r["status"] == "truncated"])
+                       truncated=[r for r in truncated if not any(r is c for c in continued)], continued=continued)

@@ -313,6 +313,8 @@ def reading_section(recipe: Recipe, rr: ReadingRuns, ev: Evidence, results: Path
         out += commands(recipe, group)
     out += ["```", "", "#### Environment", "", *environment_lines(rr.groups)]
     out += listed_lines(recipe, "Truncated runs (--stop-after: early curves only)", rr.truncated, results)
+    out += listed_lines(recipe, "Truncated runs continued by a later record (counted once, through it)",
+                        rr.continued, results)
     out += listed_lines(recipe, "Smoke runs (non-canonical)", rr.smoke, results)
     out += listed_lines(recipe, "Older fingerprints", rr.older, results)
     return out

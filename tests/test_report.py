@@ -56,7 +56,7 @@ def test_summary_columns(results, tmp_path):
 def test_smoke_truncated_and_older_runs_never_enter_statistics(results, tmp_path):
     write(results, *runs("mnist_99_4", MNIST), *runs("mnist_99_4", [10.0, 11.0], canonical=False),
           *runs("mnist_99_4", [50.0, 51.0, 52.0], fingerprint="0123456789abcdef"),
-          *runs("mnist_99_4", [60.0, 61.0], status="truncated"))
+          *(make_record("mnist_99_4", seed, value, status="truncated") for seed, value in [(5, 60.0), (6, 61.0)]))
     text = render(results, tmp_path / "R.md")
     assert summary_row(text, "mnist_99_4")[2] == "5"
     body = section(text, "mnist_99_4")
@@ -135,6 +135,19 @@ def test_early_curve_table_from_truncated_runs(results, tmp_path):
     assert "logged epochs with runs agree with the document" in table
     assert summary_row(text, "ultimate_mlp")[2] == "0"                      # truncated runs feed no verdict
     assert (tmp_path / "report_figures" / "ultimate_mlp_curves.png").exists()
+
+
+def test_a_truncated_run_continued_later_counts_once(results, tmp_path):
+    key = "ab" * 12                                   # one run: cut at epoch 3, then continued to epoch 5
+    short = make_record("ultimate_mlp", 0, 97.0, status="truncated", epochs=3, key=key)
+    longer = make_record("ultimate_mlp", 0, 97.05, status="truncated", epochs=5, key=key)
+    paths = write(results, short, longer, make_record("ultimate_mlp", 1, 97.2, status="truncated", epochs=3))
+    text = render(results, tmp_path / "R.md")
+    body = section(text, "ultimate_mlp")
+    table = body.split("### Early curve against the document's printed log")[1].split("####")[0]
+    assert re.search(r"\| 1 +\| val_acc +\| [0-9.]+ +\| 2 +\|", table), table
+    continued = body.split("Truncated runs continued by a later record")[1]
+    assert paths[0].name in continued and paths[1].name not in continued
 
 
 def test_cli_defaults_and_bad_input(results, tmp_path, monkeypatch, capsys):
