@@ -3,7 +3,8 @@
 The first question a user brings is "does it reproduce on MY machine?". This block answers it
 from the records alone (read through bench.evidence): this machine's canonical runs of the
 reading, the runs of every other machine in the same pipeline and device type (mean ± std of the
-converged runs, diverged ones counted apart), a Welch and a Mann-Whitney test between them, and the claim's verdict with this machine's runs included.
+converged runs, diverged ones counted apart), a Welch and a Mann-Whitney test between them, and the
+claim's verdict with this machine's runs included.
 """
 from __future__ import annotations
 

@@ -51,7 +51,7 @@ def seconds_per_epoch(runs: list[dict]) -> list[float]:
 
 def oriented(values, scale: stats.Scale) -> list[float]:
     """Accuracies in points, losses as -log: higher is better on both."""
-    good = [v for v in values if not stats.diverged(v, scale)]
+    good = stats.converged(values, scale)
     if scale.kind == "loss":
         return list(scale.forward(good))
     return [v if scale.higher_is_better else -v for v in good]
@@ -101,7 +101,7 @@ def compare_reading(recipe, base: list[dict], cand: list[dict], alpha: float, mi
 
     bad = [s for s, v in zip(gc.seeds, c["values"]) if stats.diverged(v, scale)]
     base_bad = sum(stats.diverged(v, scale) for v in b["values"])
-    converged = [v for v in c["values"] if not stats.diverged(v, scale)]
+    converged = stats.converged(c["values"], scale)
     row["diverged"] = {"baseline": [base_bad, b["n"]], "candidate": [len(bad), c["n"]]}
     if bad and not base_bad:
         row["broken"] = True

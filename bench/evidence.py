@@ -344,8 +344,10 @@ def split_runs(records: list[dict], fingerprint: str) -> ReadingRuns:
     canonical = [r for r in records if r["canonical"] is True]
     current = [r for r in canonical if r["fingerprint"] == fingerprint]
     groups = group_runs(r for r in current if r["status"] == "complete")
-    truncated = [r for r in current if r["status"] == "truncated"]
-    continued = [r for r in truncated if continued_later(r, current)]
+    truncated, continued = [], []
+    for r in current:
+        if r["status"] == "truncated":
+            (continued if continued_later(r, current) else truncated).append(r)
     return ReadingRuns(groups, primary(groups), smoke=[r for r in records if r["canonical"] is not True],
                        older=[r for r in canonical if r["fingerprint"] != fingerprint],
-                       truncated=[r for r in truncated if not any(r is c for c in continued)], continued=continued)
+                       truncated=truncated, continued=continued)

@@ -8,7 +8,6 @@ bench.stats (see README, "Reading REPORT.md"). Same results in, same bytes out.
 """
 from __future__ import annotations
 
-import math
 from collections import Counter
 from pathlib import Path
 
@@ -101,7 +100,6 @@ def summary_row(recipe: Recipe, rr: ReadingRuns) -> list:
     j, u = res.judgement, h.unit
     params_claim = next((c for c in recipe.claims if c.metric == "params"), None)
     measured = sorted({r["params"] for r in g.runs}) if g else [recipe.params]
-    wall = float(np.median([r["wall_time_s"] for r in g.runs])) if g else math.nan
     verdict = res.verdict + (f" — {', '.join(h.flags)}" if h.flags else "")
     if j and j.verdict == "not reproduced" and j.plausible_k:
         verdict += f" (best of K={j.plausible_k})"
@@ -110,7 +108,12 @@ def summary_row(recipe: Recipe, rr: ReadingRuns) -> list:
             mean_sd(j.mean, j.std, len(j.values), u) if j else "—", interval(j.ci, u) if j else "—",
             f"{j.reaching}/{j.n}" if j and j.n else "—", chance(j.p_one) if j else "—",
             f"{measured[0]:,} / {f'{int(params_claim.value):,}' if params_claim else '—'}",
-            f"{num(round(wall))} s on {', '.join(g.machines)}" if g else "—", verdict]
+            f"{median_seconds(g.runs)} on {', '.join(g.machines)}" if g else "—", verdict]
+
+
+def median_seconds(runs: list[dict]) -> str:
+    """Median wall time per run: one slow run on a busy machine does not move it."""
+    return f"{num(round(float(np.median([r['wall_time_s'] for r in runs]))))} s"
 
 
 def runs_by_machine(recipe: Recipe, rr: ReadingRuns) -> list[str]:
@@ -128,7 +131,7 @@ def runs_by_machine(recipe: Recipe, rr: ReadingRuns) -> list[str]:
             good = stats.converged(values, scale)
             rows.append([g.label, label, host, len(runs), ", ".join(str(r["seed"]) for r in runs),
                          mean_sd(stats.mean(good), stats.std(good), len(good), unit), len(runs) - len(good),
-                         f"{num(round(float(np.median([r['wall_time_s'] for r in runs]))))} s"])
+                         median_seconds(runs)])
     out = [table(rows, ["pipeline / device", "hardware", "host", "runs", "seeds", f"{metric} mean ± std",
                         "diverged", "s per run (median)"]), ""]
     for device in sorted({g.device for g in rr.groups}):
@@ -148,18 +151,20 @@ def readings_lines(canonical: Recipe, ev: Evidence) -> list[str]:
     scale = scale_of(canonical, h)
     base = runs_of(ev, canonical).primary
     a = base.values(h.metric) if base else []
+    a_ok = stats.converged(a, scale)
     rows = []
     for r in [canonical] + [registry.load(canonical.name, v.name) for v in canonical.variants]:
         rr = runs_of(ev, r)
         res = headline_result(r, rr.primary)
         j = res.judgement
         b = rr.primary.values(h.metric) if rr.primary else []
+        b_ok = stats.converged(b, scale)
         same = r.variant is None
-        fisher = stats.fisher_two(j.n_diverged, j.n, len(a) - len(stats.converged(a, scale)), len(a)) if b and a else None
+        fisher = stats.fisher_two(j.n_diverged, j.n, len(a) - len(a_ok), len(a)) if b and a else None
         rows.append([r.label, j.n, mean_sd(j.mean, j.std, len(j.values), h.unit),
                      f"{j.n_diverged}/{j.n}" if j.n else "—", res.verdict,
-                     "—" if same else pvalue(stats.welch(stats.converged(b, scale), stats.converged(a, scale))),
-                     "—" if same else pvalue(stats.mann_whitney(stats.converged(b, scale), stats.converged(a, scale))),
+                     "—" if same else pvalue(stats.welch(b_ok, a_ok)),
+                     "—" if same else pvalue(stats.mann_whitney(b_ok, a_ok)),
                      "—" if same or fisher is None else pvalue(fisher),
                      "canonical" if same else r.variant.why])
     return [table(rows, ["reading", "runs", f"{h.metric} mean ± std (converged)", "diverged", "verdict",
