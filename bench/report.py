@@ -273,7 +273,15 @@ def environment_lines(groups: list[Group]) -> list[str]:
         return ["No runs.", ""]
     rows = [[*k, n] for k, n in sorted(envs.items(), key=str)]
     return [table(rows, ["group", "python", "torch", "cuda", "gpu / cpu", "threads", "runs"]), "",
-            "Git commits: " + "; ".join(f"{label}: `{c}` ×{n}" for (label, c), n in sorted(commits.items())), ""]
+            "Git commits: " + "; ".join(commit_list(commits)), ""]
+
+
+def commit_list(commits: Counter) -> list[str]:
+    """One entry per group: its commits with run counts, so a group that spans commits is named once."""
+    by_group: dict[str, list[str]] = {}
+    for (label, c), n in sorted(commits.items()):
+        by_group.setdefault(label, []).append(f"`{c}` ×{n}")
+    return [f"{label}: " + ", ".join(cs) for label, cs in by_group.items()]
 
 
 def listed_lines(recipe: Recipe, title: str, records: list[dict], results: Path) -> list[str]:

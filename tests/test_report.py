@@ -157,3 +157,9 @@ def test_cli_defaults_and_bad_input(results, tmp_path, monkeypatch, capsys):
     write(results, make_record("lenet_sgd", 0, 99.0))
     assert main(["report", "--results", str(results), "--out", "r/REPORT.md"]) == 0
     assert (tmp_path / "r" / "REPORT.md").exists()
+
+
+def test_a_group_that_spans_two_commits_is_named_once_with_each_commit_counted():
+    from collections import Counter
+    commits = Counter({("fast / cpu", "bbb"): 6, ("fast / cpu", "aaa"): 4, ("faithful / cpu", "aaa"): 2})
+    assert report.commit_list(commits) == ["faithful / cpu: `aaa` ×2", "fast / cpu: `aaa` ×4, `bbb` ×6"]
