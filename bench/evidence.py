@@ -340,6 +340,42 @@ def continued_later(record: dict, records: list[dict]) -> bool:
         and (o["status"] == "complete" or o["epochs_run"] > record["epochs_run"]) for o in records)
 
 
+RETRACED_CURVES = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "lr")
+
+
+@dataclass
+class Retrace:
+    """Epochs of a truncated run that a later run of the same key computed again (not restored from a
+    checkpoint): same key means same code, seed, machine and threads, so every value must match."""
+    truncated: dict
+    later: dict
+    first: int
+    last: int
+    differs_at: Optional[int]     # the first epoch whose values differ; None: identical
+
+
+def retraces(continued: list[dict], candidates: list[dict]) -> list[Retrace]:
+    out = []
+    for t in continued:
+        for o in candidates:
+            if o is t or o["key"] != t["key"] or not (o["status"] == "complete" or o["epochs_run"] > t["epochs_run"]):
+                continue
+            start = o.get("resumed_from_epoch") or 0
+            theirs = {e: i for i, e in enumerate(o["curves"].get("epoch", []))}
+            shared = [(i, theirs[e], e) for i, e in enumerate(t["curves"].get("epoch", [])) if e > start and e in theirs]
+            if not shared:
+                continue
+            diff = next((e for i, j, e in shared
+                         if any(_at(t["curves"], k, i) != _at(o["curves"], k, j) for k in RETRACED_CURVES)), None)
+            out.append(Retrace(t, o, shared[0][2], shared[-1][2], diff))
+    return out
+
+
+def _at(curves: dict, name: str, i: int):
+    values = curves.get(name) or []
+    return values[i] if i < len(values) else None
+
+
 def split_runs(records: list[dict], fingerprint: str) -> ReadingRuns:
     canonical = [r for r in records if r["canonical"] is True]
     current = [r for r in canonical if r["fingerprint"] == fingerprint]

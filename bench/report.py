@@ -237,6 +237,14 @@ def determinism_lines(recipe: Recipe, rr: ReadingRuns, ev: Evidence) -> list[str
                           " (other machines: other bits are expected)"))
             out += [f"  - weights `{r['weights_sha256'][:12]}`: {r['started_at'][:10]} on {machine(r)}, host "
                     f"{evidence.host(r)}" for r in runs]
+    candidates = [r for g in rr.groups for r in g.runs] + rr.truncated + rr.continued
+    for x in evidence.retraces(rr.continued, candidates):
+        what = (f"- seed {x.truncated['seed']}: epochs {x.first}-{x.last} of a truncated run "
+                f"({x.truncated['epochs_run']} epochs, {x.truncated['started_at'][:10]}) were trained again by a later "
+                f"run of the same key ({x.later['status']}, {x.later['started_at'][:10]}): ")
+        out.append(what + ("every loss, accuracy and lr identical" if x.differs_at is None else
+                           f"**values differ from epoch {x.differs_at} on one machine and thread count: not "
+                           "deterministic**"))
     if not out:
         out.append(f"- no seed was rerun; `python -m bench check-determinism --recipe {recipe.label}` "
                    "trains one seed twice and compares the weights")

@@ -163,3 +163,40 @@ def test_a_group_that_spans_two_commits_is_named_once_with_each_commit_counted()
     from collections import Counter
     commits = Counter({("fast / cpu", "bbb"): 6, ("fast / cpu", "aaa"): 4, ("faithful / cpu", "aaa"): 2})
     assert report.commit_list(commits) == ["faithful / cpu: `aaa` ×2", "fast / cpu: `aaa` ×4, `bbb` ×6"]
+
+
+def _cut(record: dict, n: int, **changes) -> dict:
+    """The record's run stopped after n epochs: curves sliced, metrics recomputed from them."""
+    from bench.engine import summarize
+    curves = {k: v[:n] for k, v in record["curves"].items()}
+    metrics = summarize(curves, record["hparams"]["selection"])
+    metrics.update(params=record["params"], wall_time_s=sum(curves["epoch_time_s"]))
+    return {**record, "curves": curves, "metrics": metrics, "wall_time_s": metrics["wall_time_s"], "epochs_run": n,
+            "stop_after": n, "truncated": True, "status": "truncated", "weights_sha256": "c" * 64, **changes}
+
+
+def _determinism(results, tmp_path) -> str:
+    return section(render(results, tmp_path / "R.md"), "ultimate_mlp").split("#### Determinism")[1].split("####")[0]
+
+
+def test_epochs_a_later_run_trained_again_must_match_the_truncated_run(results, tmp_path):
+    full = make_record("ultimate_mlp", 0, 97.0, epochs=5, key="ab" * 12, started=5)
+    write(results, _cut(full, 3, started_at="2026-01-01T00:01:00Z"), full)
+    assert "epochs 1-3 of a truncated run" in _determinism(results, tmp_path)
+    assert "every loss, accuracy and lr identical" in _determinism(results, tmp_path)
+
+
+def test_a_retrained_epoch_with_other_values_is_flagged_not_deterministic(results, tmp_path):
+    full = make_record("ultimate_mlp", 0, 97.0, epochs=5, key="ab" * 12, started=5)
+    short = _cut(full, 3, started_at="2026-01-01T00:01:00Z")
+    short["curves"]["lr"] = [0.1, 0.1000001, 0.1]                # one value off in the 7th digit
+    write(results, short, full)
+    assert "**values differ from epoch 2 on one machine and thread count: not deterministic**" in \
+        _determinism(results, tmp_path)
+
+
+def test_epochs_restored_from_a_checkpoint_are_not_called_a_second_computation(results, tmp_path):
+    full = make_record("ultimate_mlp", 0, 97.0, epochs=5, key="ab" * 12, started=5)
+    full["resumed_from_epoch"] = 3
+    write(results, _cut(full, 3, started_at="2026-01-01T00:01:00Z", resumed_from_epoch=0), full)
+    assert "trained again" not in _determinism(results, tmp_path)
