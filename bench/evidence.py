@@ -332,12 +332,16 @@ class ReadingRuns:
     continued: list[dict] = field(default_factory=list)   # truncated runs that a later record continued
 
 
+def carries_further(later: dict, record: dict) -> bool:
+    """`later` is the same run as `record` (same run key) taken further: a complete run, or a larger --stop-after."""
+    return later is not record and later["key"] == record["key"] and (
+        later["status"] == "complete" or later["epochs_run"] > record["epochs_run"])
+
+
 def continued_later(record: dict, records: list[dict]) -> bool:
-    """A truncated run that a later record of the same run key carried further (a complete run, or a larger
-    --stop-after): its epochs are in that record, so counting both would count one run twice."""
-    return record["status"] == "truncated" and any(
-        o is not record and o["key"] == record["key"]
-        and (o["status"] == "complete" or o["epochs_run"] > record["epochs_run"]) for o in records)
+    """A truncated run that a later record of the same run key carried further: its epochs are in that
+    record, so counting both would count one run twice."""
+    return record["status"] == "truncated" and any(carries_further(o, record) for o in records)
 
 
 RETRACED_CURVES = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "lr")
@@ -354,11 +358,12 @@ class Retrace:
     differs_at: Optional[int]     # the first epoch whose values differ; None: identical
 
 
-def retraces(continued: list[dict], candidates: list[dict]) -> list[Retrace]:
+def retraces(rr: ReadingRuns) -> list[Retrace]:
     out = []
-    for t in continued:
-        for o in candidates:
-            if o is t or o["key"] != t["key"] or not (o["status"] == "complete" or o["epochs_run"] > t["epochs_run"]):
+    current = [r for g in rr.groups for r in g.runs] + rr.truncated + rr.continued
+    for t in rr.continued:
+        for o in current:
+            if not carries_further(o, t):
                 continue
             start = o.get("resumed_from_epoch") or 0
             theirs = {e: i for i, e in enumerate(o["curves"].get("epoch", []))}

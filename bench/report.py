@@ -237,8 +237,7 @@ def determinism_lines(recipe: Recipe, rr: ReadingRuns, ev: Evidence) -> list[str
                           " (other machines: other bits are expected)"))
             out += [f"  - weights `{r['weights_sha256'][:12]}`: {r['started_at'][:10]} on {machine(r)}, host "
                     f"{evidence.host(r)}" for r in runs]
-    candidates = [r for g in rr.groups for r in g.runs] + rr.truncated + rr.continued
-    for x in evidence.retraces(rr.continued, candidates):
+    for x in evidence.retraces(rr):
         what = (f"- seed {x.truncated['seed']}: epochs {x.first}-{x.last} of a truncated run "
                 f"({x.truncated['epochs_run']} epochs, {x.truncated['started_at'][:10]}) were trained again by a later "
                 f"run of the same key ({x.later['status']}, {x.later['started_at'][:10]}): ")

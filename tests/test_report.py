@@ -182,8 +182,9 @@ def _determinism(results, tmp_path) -> str:
 def test_epochs_a_later_run_trained_again_must_match_the_truncated_run(results, tmp_path):
     full = make_record("ultimate_mlp", 0, 97.0, epochs=5, key="ab" * 12, started=5)
     write(results, _cut(full, 3, started_at="2026-01-01T00:01:00Z"), full)
-    assert "epochs 1-3 of a truncated run" in _determinism(results, tmp_path)
-    assert "every loss, accuracy and lr identical" in _determinism(results, tmp_path)
+    determinism = _determinism(results, tmp_path)
+    assert "epochs 1-3 of a truncated run" in determinism
+    assert "every loss, accuracy and lr identical" in determinism
 
 
 def test_a_retrained_epoch_with_other_values_is_flagged_not_deterministic(results, tmp_path):
