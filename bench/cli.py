@@ -70,7 +70,11 @@ def cmd_data(args) -> int:
 
 
 def cmd_freeze(args) -> int:
-    changes = registry.freeze(log=print)
+    try:
+        changes = registry.freeze(log=print, accept_moved=args.accept_moved)
+    except registry.FreezeRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     for name, (old, new) in sorted(changes.items()):
         print(f"{name}: {old} -> {new}")
     print(f"{registry.FROZEN_PATH} holds {len(registry.frozen())} reading fingerprint(s)")
@@ -267,6 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_data)
 
     p = sub.add_parser("freeze", help="pin every reading's fingerprint and numerics in recipes/FROZEN.json")
+    p.add_argument("--accept-moved", action="store_true",
+                   help="numbers beyond the tolerance of other machines' pins, on a machine without a pin of its "
+                        "own, are a change you made on purpose: raise those readings' revisions")
     p.set_defaults(func=cmd_freeze)
 
     p = sub.add_parser("check-determinism", help="train one seed twice and compare the final weights bitwise")

@@ -86,14 +86,54 @@ def blas_threads() -> int | None:
     return min(counts) if counts else None
 
 
-def _cpu_model() -> str:
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo ({} where there is none)."""
+    out: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            if not line.strip():
+                break
+            key, _, value = line.partition(":")
+            out[key.strip()] = value.strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return out
+
+
+def _cpu_model() -> str:
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine()
+
+
+def cpu_id() -> str:
+    """Vendor, family, model and stepping: 'AMD EPYC' names several generations, this names one."""
+    info = _cpuinfo()
+    parts = [info.get("vendor_id"), info.get("cpu family") and f"family {info['cpu family']}",
+             info.get("model") and f"model {info['model']}", info.get("stepping") and f"stepping {info['stepping']}"]
+    return " ".join(p for p in parts if p) or platform.machine()
+
+
+def _torch_config(*needles: str) -> str | None:
+    """The line of torch's build configuration naming a library (MKL, oneDNN), without its prefix."""
+    for line in torch.__config__.show().splitlines():
+        if any(n in line for n in needles):
+            return line.strip().lstrip("- ").strip()
+    return None
+
+
+def cpu_software() -> dict:
+    """The libraries whose kernels make a CPU run's bits: torch with its BLAS and oneDNN, NumPy with its BLAS."""
+    blas = [p for p in threadpool_info() if p["user_api"] == "blas"]
+    return {"torch": torch.__version__, "torch_blas": _torch_config("Math Kernel Library", "OpenBLAS", "BLAS_INFO"),
+            "onednn": _torch_config("MKL-DNN", "oneDNN"), "numpy": np.__version__,
+            "numpy_blas": " ".join(str(blas[0].get(k)) for k in ("internal_api", "version", "architecture"))
+            if blas else None}
+
+
+def cpu_identity() -> dict:
+    """What the bits of a CPU computation depend on: the processor, the kernels torch picked for it, and
+    the libraries (two AVX512 machines of different vendors give different bits for the same code)."""
+    return {"cpu": _cpu_model(), "cpu_id": cpu_id(), "capability": str(torch.backends.cpu.get_cpu_capability()),
+            **cpu_software()}
 
 
 def git_commit(root: Path) -> str | None:

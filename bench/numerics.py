@@ -6,17 +6,20 @@ fingerprint; a test fails when they move, until `bench freeze` gives the recipe 
 fingerprint, so runs of the old numerics are never mixed with the new ones.
 
 The probe runs the real training path (the engine or the recipe's own train()) for three
-epochs on 96 synthetic images, on the CPU, one thread. On a CPU with the same kernels as the
-one that froze it (torch's CPU capability: AVX2, AVX512...) the final weights must match
-bitwise; elsewhere the bits of float sums legitimately differ, so the curves and the weights'
-size must match within a tolerance that rounding stays far inside (measured: < 1e-3
-between thread counts) and a changed formula does not.
+epochs on 96 synthetic images, on the CPU, one thread. A pin names the machine that made it
+(bench.determinism.cpu_identity: the processor, torch's kernels for it, torch's and NumPy's
+libraries). On that very kind of machine the final weights must match bitwise; on any other the
+bits of float sums legitimately differ (an Intel and an AMD AVX512 machine differ in every value),
+so the curves and the weights' size must match within a tolerance that rounding stays far inside
+(measured: < 1e-3 between thread counts) and a changed formula does not. Several machines' pins
+may sit side by side.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -62,10 +65,10 @@ def probe_hparams(recipe):
 
 
 def probe(recipe) -> dict:
-    """{"curves": every curve but time, "weights": name -> [sum, sum of |w|], "sha256" of the final weights,
-    "capability": the CPU kernels that produced them}."""
+    """{"machine": the CPU identity that produced the numbers, "curves": every curve but time,
+    "weights": name -> [sum, sum of |w|], "sha256" of the final weights}."""
     from .splits import make_splits
-    from .determinism import seed_everything
+    from .determinism import cpu_identity, seed_everything
     from .engine import RunContext, train
 
     hp = probe_hparams(recipe)
@@ -84,8 +87,7 @@ def probe(recipe) -> dict:
     for name, value in sorted(result.state.items()):
         w = np.asarray(value.detach().cpu().double() if isinstance(value, torch.Tensor) else value, dtype=np.float64)
         weights[name] = [float(w.sum()), float(np.abs(w).sum())]
-    return {"curves": curves, "weights": weights, "sha256": result.weights_sha256,
-            "capability": str(torch.backends.cpu.get_cpu_capability())}
+    return {"machine": cpu_identity(), "curves": curves, "weights": weights, "sha256": result.weights_sha256}
 
 
 def _close(a: float, b: float, atol: float) -> bool:
@@ -94,16 +96,17 @@ def _close(a: float, b: float, atol: float) -> bool:
     return abs(a - b) <= atol + RTOL * max(abs(a), abs(b))
 
 
-def differences(pinned: dict, now: dict) -> list[str]:
-    """What moved between two probes ([] when they agree).
+def same_machine(pin: dict, now: dict) -> bool:
+    """The pin was made on this kind of machine: the same processor, kernels and libraries."""
+    return bool(pin.get("machine")) and pin.get("machine") == now.get("machine")
 
-    Same CPU kernels: the weights must be the same bits. Otherwise every curve within RTOL (an
-    accuracy may move by one image) and the whole model's sum of |w| within RTOL; a single
-    tensor's sum is not compared, since a bias in front of BatchNorm has no gradient but rounding.
-    """
-    if pinned.get("capability") == now.get("capability") and pinned.get("sha256") != now.get("sha256"):
-        return [f"final weights {str(pinned.get('sha256'))[:12]} -> {str(now.get('sha256'))[:12]} "
-                f"on the same CPU kernels ({now.get('capability')})"]
+
+def beyond_tolerance(pinned: dict, now: dict) -> list[str]:
+    """What moved by more than rounding between two probes ([] when they agree within the tolerance).
+
+    Every curve within RTOL (an accuracy may move by one image) and the whole model's sum of |w|
+    within RTOL; a single tensor's sum is not compared, since a bias in front of BatchNorm has no
+    gradient but rounding."""
     out = []
     a, b = pinned.get("curves", {}), now.get("curves", {})
     if set(a) != set(b):
@@ -118,3 +121,36 @@ def differences(pinned: dict, now: dict) -> list[str]:
     elif not _close(sum(v[1] for v in wa.values()), sum(v[1] for v in wb.values()), ATOL):
         out.append(f"sum of |weights|: {sum(v[1] for v in wa.values())} -> {sum(v[1] for v in wb.values())}")
     return out
+
+
+def describe_machine(pin: dict) -> str:
+    m = pin.get("machine") or {}
+    return ", ".join(str(m[k]) for k in ("cpu_id", "cpu", "capability", "torch") if m.get(k)) or "an unnamed machine"
+
+
+@dataclass(frozen=True)
+class Check:
+    """A probe against a reading's pins. status: "same" (bits equal to this machine's pin), "agrees"
+    (no pin of this machine; within the tolerance of every pin), "moved" (this machine's bits changed,
+    or beyond the tolerance of another machine's pin), "unpinned" (no pin at all)."""
+    status: str
+    details: tuple = ()
+    own_pin: bool = False          # a pin of this very kind of machine exists
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("same", "agrees")
+
+
+def check(pins: list[dict], now: dict) -> Check:
+    """Bitwise against a pin of this kind of machine, within the tolerance against every other."""
+    if not pins:
+        return Check("unpinned")
+    own = [p for p in pins if same_machine(p, now)]
+    if own:
+        if own[0].get("sha256") == now.get("sha256"):
+            return Check("same", own_pin=True)
+        return Check("moved", (f"final weights {str(own[0].get('sha256'))[:12]} -> {str(now.get('sha256'))[:12]} "
+                               f"on the machine that pinned them ({describe_machine(own[0])})",), own_pin=True)
+    moved = [f"against the pin of {describe_machine(p)}: {'; '.join(d)}" for p in pins if (d := beyond_tolerance(p, now))]
+    return Check("moved", tuple(moved)) if moved else Check("agrees")

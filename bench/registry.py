@@ -13,7 +13,6 @@ each fingerprint with the numbers a few training steps give on fixed synthetic d
 """
 from __future__ import annotations
 
-import ast
 import dataclasses
 import difflib
 import hashlib
@@ -27,51 +26,20 @@ from typing import Optional
 
 import torch
 
+from .fingerprint import code_hash
 from .recipe import Claim, LogPoint, Variant, count_params, declared_params
 
 REQUIRED = ("HPARAMS", "CLAIMS", "ASSUMPTIONS", "CONSTRAINTS", "build_model")
 TORCH_HOOKS = ("build_optimizer", "build_scheduler", "build_loss", "augmentations")
-METADATA = ("CLAIMS", "ASSUMPTIONS", "CONSTRAINTS", "VARIANTS", "DOCUMENT_LOG")
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 FROZEN_PATH = RECIPES_DIR / "FROZEN.json"
-FROZEN_FORMAT = 2
+FROZEN_FORMAT = 3
+READABLE_FROZEN = (2, 3)   # 2: one pin per reading, named by its CPU kernels only
 HARNESS_FILES = ("engine.py", "step.py", "augment.py", "data.py", "splits.py", "determinism.py")
 
 
 class RecipeError(Exception):
     """Unknown recipe or variant, or a recipe module that breaks the contract."""
-
-
-class _CodeOnly(ast.NodeTransformer):
-    """Drops what does not change what a recipe computes: docstrings, imports, metadata assignments."""
-
-    def generic_visit(self, node):
-        super().generic_visit(node)
-        body = getattr(node, "body", None)
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body:
-            first = body[0]
-            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) \
-                    and isinstance(first.value.value, str):
-                node.body = body[1:] or [ast.Pass()]
-        return node
-
-    def visit_Import(self, node):
-        return None
-
-    visit_ImportFrom = visit_Import
-
-    def visit_Assign(self, node):
-        names = [t.id for t in node.targets if isinstance(t, ast.Name)]
-        return None if names and len(names) == len(node.targets) and set(names) <= set(METADATA) else node
-
-    def visit_AnnAssign(self, node):
-        return None if isinstance(node.target, ast.Name) and node.target.id in METADATA else node
-
-
-def code_hash(path: Path) -> str:
-    """Hash of what the module computes: its syntax tree without docstrings, imports and metadata."""
-    tree = _CodeOnly().visit(ast.parse(Path(path).read_text()))
-    return hashlib.sha256(ast.dump(tree, include_attributes=False).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -251,14 +219,29 @@ def harness_hash() -> str:
 
 # ---------------------------------------------------------------- FROZEN.json
 
+def entries_of(data: dict) -> dict[str, dict]:
+    """label -> {"fingerprint", "code", "revision", "pins"} from a FROZEN.json of any format this bench
+    has written (format 2 held one pin, "numerics", named by its CPU kernels only)."""
+    if not isinstance(data, dict) or data.get("format") not in READABLE_FROZEN or not isinstance(
+            data.get("recipes"), dict):
+        return {}
+    out = {}
+    for label, entry in data["recipes"].items():
+        entry = dict(entry)
+        if "pins" not in entry:
+            old = entry.pop("numerics", None)
+            entry["pins"] = [] if old is None else [
+                {"machine": {"capability": old.get("capability")},
+                 **{k: v for k, v in old.items() if k != "capability"}}]
+        out[label] = entry
+    return out
+
+
 def frozen_all() -> dict[str, dict]:
-    """label -> {"fingerprint", "code", "revision", "numerics"} as pinned in FROZEN.json."""
+    """label -> {"fingerprint", "code", "revision", "pins"} as pinned in FROZEN.json."""
     if not FROZEN_PATH.exists():
         return {}
-    data = json.loads(FROZEN_PATH.read_text())
-    if data.get("format") != FROZEN_FORMAT:
-        return {}
-    return data["recipes"]
+    return entries_of(json.loads(FROZEN_PATH.read_text()))
 
 
 def frozen_entry(label: str) -> dict:
@@ -270,30 +253,65 @@ def frozen() -> dict[str, str]:
     return {k: v["fingerprint"] for k, v in frozen_all().items()}
 
 
-def freeze(log=print) -> dict[str, tuple]:
+class FreezeRefused(Exception):
+    """Numbers beyond the tolerance of other machines' pins, on a machine with no pin of its own."""
+
+
+def freeze(log=print, accept_moved: bool = False) -> dict[str, tuple]:
     """Pin every reading's fingerprint and numerics; returns label -> (old, new) for what changed.
 
-    The numbers of each reading are measured again: when they moved while its code and
-    hyperparameters did not, the harness changed what the recipe computes, and the revision
-    goes up, which gives the reading a new fingerprint.
+    The numbers of each reading are measured again on this machine. Its own pin's bits moved while
+    the code and hyperparameters did not: the harness changed what the recipe computes, and the
+    revision goes up (a new fingerprint). No pin of this machine yet: within the tolerance of the
+    other pins its numbers are pinned beside them (nothing else changes); beyond it the reading is
+    left as it was and FreezeRefused names it, since a machine without a pin cannot tell a changed
+    formula from its own rounding (unless accept_moved says the change is on purpose). A pin that
+    names only its CPU kernels (format 2) and whose bits this machine reproduces takes this machine's
+    full identity. New code starts the reading's pins afresh.
     """
-    from .numerics import differences, probe
+    from .numerics import check, probe
 
     old = frozen_all()
-    entries, changes = {}, {}
+    entries, changes, refused = {}, {}, []
     for r in all_readings():
         numbers = probe(r)
         before = old.get(r.label, {})
         revision = int(before.get("revision", 0))
         same_code = before.get("fingerprint") == r.fingerprint_for(revision)
-        if same_code and before.get("numerics") is not None and differences(before["numerics"], numbers):
+        pins = list(before.get("pins", [])) if same_code else []
+        legacy = [p for p in pins if set(p.get("machine") or {}) <= {"capability"}
+                  and (p.get("machine") or {}).get("capability") == numbers["machine"]["capability"]
+                  and p.get("sha256") == numbers["sha256"]]
+        for p in legacy:
+            pins[pins.index(p)] = {**p, "machine": numbers["machine"]}
+            log(f"{r.label}: this machine reproduces the pin of {p['machine']['capability']} bitwise: it names "
+                "this machine now")
+        result = check(pins, numbers)
+        if result.status == "moved" and (result.own_pin or accept_moved):
             revision += 1
-            log(f"{r.label}: same code, other numbers: numerics revision {revision}")
+            pins = [numbers]
+            log(f"{r.label}: same code, other numbers ({result.details[0][:200]}): numerics revision {revision}")
+        elif result.status == "moved":
+            refused.append(r.label)
+            log(f"{r.label}: REFUSED: {result.details[0][:300]}; this machine has no pin of its own, so it cannot tell "
+                "a changed formula from its own rounding. Nothing was changed for it")
+            entries[r.label] = before
+            continue
+        elif result.status == "agrees":
+            pins.append(numbers)
+            log(f"{r.label}: pinned this machine ({numbers['machine']['cpu_id']}) beside {len(pins) - 1} other "
+                "pin(s): its numbers agree within the tolerance")
+        elif result.status == "unpinned":
+            pins = [numbers]
         fingerprint = r.fingerprint_for(revision)
-        entries[r.label] = {"fingerprint": fingerprint, "code": r.code, "revision": revision, "numerics": numbers}
+        entries[r.label] = {"fingerprint": fingerprint, "code": r.code, "revision": revision, "pins": pins}
         if before.get("fingerprint") != fingerprint:
             changes[r.label] = (before.get("fingerprint"), fingerprint)
     changes.update({k: (v.get("fingerprint"), None) for k, v in old.items() if k not in entries})
     FROZEN_PATH.write_text(json.dumps({"format": FROZEN_FORMAT, "recipes": entries}, indent=1, sort_keys=True)
                            + "\n")
+    if refused:
+        raise FreezeRefused(f"{len(refused)} reading(s) not refrozen ({', '.join(refused)}): their numbers are beyond "
+                            "the tolerance of the pins made on other machines. Freeze on a machine that has a pin, "
+                            "or pass --accept-moved if you changed what they compute on purpose")
     return changes
