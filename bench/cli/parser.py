@@ -14,18 +14,18 @@ import sys
 import traceback
 from pathlib import Path
 
-from . import data as data_layer
-from . import registry
-from .cli_args import (Parser, UsageError, bounded_float, check_file_arg, check_folder_arg, duration, fraction,
+from bench.training import data as data_layer
+from bench.contract import registry
+from bench.cli.args import (Parser, UsageError, bounded_float, check_file_arg, check_folder_arg, duration, fraction,
                        nonnegative_int, positive_int, resolve_device, run_options)
-from .data import DataError
-from .determinism import set_threads
-from .recipe import OverrideError
-from .registry import RecipeError
-from .run_command import cmd_run
-from .runner import Interrupted, RejectedRecord, Terminated
-from .splits import make_splits
-from .store import StoreError
+from bench.training.data import DataError
+from bench.training.determinism import set_threads
+from bench.contract.recipe import OverrideError
+from bench.contract.registry import RecipeError
+from bench.cli.run import cmd_run
+from bench.running.runner import Interrupted, RejectedRecord, Terminated
+from bench.training.splits import make_splits
+from bench.records.store import StoreError
 
 
 # ---------------------------------------------------------------- commands
@@ -42,7 +42,7 @@ def cmd_list(args) -> int:
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
-    from .fmt import table
+    from bench.report.fmt import table
     print(table([[r["reading"], r["dataset"], f"{r['params']:,}", r["epochs"],
                   f"{r['headline']['metric']} {r['headline']['value']}", "; ".join(r["headline"]["flags"])]
                  for r in rows], ["reading", "dataset", "params", "epochs", "headline claim", "flags"]))
@@ -82,9 +82,9 @@ def cmd_freeze(args) -> int:
 
 
 def cmd_check_determinism(args) -> int:
-    from .determinism import seed_everything
-    from .engine import RunContext, train
-    from .runner import effective_hparams
+    from bench.training.determinism import seed_everything
+    from bench.training.engine import RunContext, train
+    from bench.running.runner import effective_hparams
 
     if args.threads:
         set_threads(args.threads)
@@ -119,7 +119,7 @@ def cmd_check_determinism(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .report import FIGURES_DIR, write_report
+    from bench.report.markdown import FIGURES_DIR, write_report
 
     check_file_arg("--out", Path(args.out))
     try:
@@ -136,7 +136,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from .compare import run_gate
+    from bench.judging.compare import run_gate
 
     check_file_arg("--json", Path(args.json))
     return run_gate(Path(args.baseline), Path(args.candidate), Path(args.json), args.alpha, args.min_effect,
@@ -144,14 +144,14 @@ def cmd_compare(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .export import export
+    from bench.records.export import export
 
     return export(Path(args.results), Path(args.out) if args.out else None, args.format, curves=args.curves,
                   recipe=args.recipe, canonical_only=args.canonical_only)
 
 
 def cmd_speed(args) -> int:
-    from .speed import run_speed
+    from bench.running.speed import run_speed
 
     recipe = registry.load(args.recipe, args.variant)
     if not recipe.uses_engine:
