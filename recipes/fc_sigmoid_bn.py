@@ -7,7 +7,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from bench.recipe import Assumption, Claim, ExactParams, Finite, Hparams, OutputShape, Positive
+from bench.contract.recipe import (
+    Assumption,
+    Claim,
+    ExactParams,
+    Finite,
+    Hparams,
+    OutputShape,
+    Positive,
+)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -6,7 +6,16 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from bench.recipe import Assumption, Claim, ExactParams, Flag, Hparams, LogPoint, OutputShape, Variant
+from bench.contract.recipe import (
+    Assumption,
+    Claim,
+    ExactParams,
+    Flag,
+    Hparams,
+    LogPoint,
+    OutputShape,
+    Variant,
+)
 
 
 @dataclass(frozen=True, kw_only=True)

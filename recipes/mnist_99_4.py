@@ -6,9 +6,24 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from bench.augment import RandomAffine, RandomRotation
-from bench.recipe import (Assumption, Between, Claim, ConvLayers, DropoutRate, ExactParams, Fraction, Hparams,
-                          MaxParams, NonNegative, OneOf, OutputShape, Positive, Schedule, Variant)
+from bench.contract.recipe import (
+    Assumption,
+    Between,
+    Claim,
+    ConvLayers,
+    DropoutRate,
+    ExactParams,
+    Fraction,
+    Hparams,
+    MaxParams,
+    NonNegative,
+    OneOf,
+    OutputShape,
+    Positive,
+    Schedule,
+    Variant,
+)
+from bench.training.augment import RandomAffine, RandomRotation
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -18,11 +18,25 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from bench.augment import RandomAffine, RandomCrop, augment_batch
-from bench.determinism import stream_seed, weights_sha256
-from bench.engine import TrainResult
-from bench.recipe import (AtLeast, Assumption, Between, Claim, Constraint, ExactParams, Flag, Fraction, Hparams,
-                          NonNegative, OneOf, OverrideError, Positive, Variant)
+from bench.contract.recipe import (
+    Assumption,
+    AtLeast,
+    Between,
+    Claim,
+    Constraint,
+    ExactParams,
+    Flag,
+    Fraction,
+    Hparams,
+    NonNegative,
+    OneOf,
+    OverrideError,
+    Positive,
+    Variant,
+)
+from bench.training.augment import RandomAffine, RandomCrop, augment_batch
+from bench.training.determinism import stream_seed, weights_sha256
+from bench.training.engine import TrainResult
 
 SIZE, KERNEL, CHANNELS, HIDDEN, CLASSES = 28, 5, 2, 256, 10
 OUT = SIZE - KERNEL + 1                       # 24: no padding

@@ -7,9 +7,19 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from bench.augment import Cutout, RandomCrop, RandomHorizontalFlip
-from bench.layers import GlobalAvgPool
-from bench.recipe import AtLeast, Assumption, Between, Claim, ExactParams, Fraction, Hparams, OutputShape, Schedule
+from bench.contract.recipe import (
+    Assumption,
+    AtLeast,
+    Between,
+    Claim,
+    ExactParams,
+    Fraction,
+    Hparams,
+    OutputShape,
+    Schedule,
+)
+from bench.training.augment import Cutout, RandomCrop, RandomHorizontalFlip
+from bench.training.layers import GlobalAvgPool
 
 
 @dataclass(frozen=True, kw_only=True)

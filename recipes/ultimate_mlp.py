@@ -7,9 +7,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.augment import RandomAffine
-from bench.recipe import (AtLeast, Assumption, Between, Claim, Each, ExactParams, Fraction, Hparams, LogPoint,
-                          NonNegative, OutputShape, Positive, Schedule)
+from bench.contract.recipe import (
+    Assumption,
+    AtLeast,
+    Between,
+    Claim,
+    Each,
+    ExactParams,
+    Fraction,
+    Hparams,
+    LogPoint,
+    NonNegative,
+    OutputShape,
+    Positive,
+    Schedule,
+)
+from bench.training.augment import RandomAffine
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -7,10 +7,20 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from bench.augment import RandomCrop, RandomErasing, RandomHorizontalFlip
-from bench.layers import GlobalAvgPool
-from bench.recipe import (AtLeast, Assumption, Claim, ExactParams, Fraction, Hparams, OneOf, OutputShape,
-                          Schedule, Variant)
+from bench.contract.recipe import (
+    Assumption,
+    AtLeast,
+    Claim,
+    ExactParams,
+    Fraction,
+    Hparams,
+    OneOf,
+    OutputShape,
+    Schedule,
+    Variant,
+)
+from bench.training.augment import RandomCrop, RandomErasing, RandomHorizontalFlip
+from bench.training.layers import GlobalAvgPool
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import data as data_layer
-from bench.numerics import synthetic_arrays  # noqa: F401  (the tests' synthetic data)
+from bench.training import data as data_layer
+from bench.training.numerics import synthetic_arrays  # noqa: F401  (the tests' synthetic data)
 
 ROOT = Path(__file__).resolve().parent.parent
 

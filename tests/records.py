@@ -1,12 +1,13 @@
-"""Synthetic run records that pass bench.evidence's validation: metrics computed from their curves."""
+"""Synthetic run records that pass bench.records.evidence's validation: metrics computed from their curves."""
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
 
-from bench import registry
-from bench.engine import summarize
-from bench.store import SCHEMA_VERSION, write_record
+from bench.contract import registry
+from bench.records.format import SCHEMA_VERSION
+from bench.records.selection import summarize
+from bench.records.store import write_record
 
 
 def make_record(recipe: str, seed: int, value: float, *, variant: str | None = None, canonical: bool = True,

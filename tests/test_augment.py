@@ -1,4 +1,4 @@
-"""bench.augment must equal torchvision's transforms: same op for fixed parameters, same parameter laws."""
+"""bench.training.augment must equal torchvision's transforms: same op for fixed parameters, same parameter laws."""
 from __future__ import annotations
 
 import numpy as np
@@ -11,7 +11,7 @@ from PIL import Image
 from scipy import stats
 from torchvision.transforms import InterpolationMode
 
-from bench.augment import (
+from bench.training.augment import (
     Cutout,
     RandomAffine,
     RandomCrop,
@@ -271,7 +271,7 @@ def test_rotation_matches_torchvision_rotate(channels, size):
     """RandomRotation's fast op is RandomAffine's rotation; torchvision's rotate agrees up to rounding ties.
     rotate(a) turns counter-clockwise and affine(a) clockwise, so angle a here is rotate(-a): the same
     law, since the angle is drawn uniformly from a symmetric range."""
-    from bench.augment import RandomRotation
+    from bench.training.augment import RandomRotation
     x = images(channels, size)
     angles = torch.tensor([0.0, 10.0, -7.5, 3.0])
     zero = torch.zeros(4)

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from bench import engine, registry
-from bench.cli import main
-from bench.numerics import one_thread
+from bench.cli.main import main
+from bench.contract import registry
+from bench.training import engine
+from bench.training.numerics import one_thread
 
 TINY = ["--epochs", "3", "--train-limit", "128", "--eval-limit", "64", "--device", "cpu", "--no-progress",
         "--data-dir", "unused"]
@@ -78,7 +79,7 @@ def test_check_determinism_says_when_only_the_weights_differ(fake_data, tmp_path
 # ---------------------------------------------------------------- --jobs
 
 def test_a_failing_jobs_child_makes_the_run_exit_1_and_keeps_its_log(tmp_path, real_data_dir, monkeypatch, capsys):
-    from bench import jobs
+    from bench.running import jobs
     real = jobs.child_command
 
     def child(recipe, seed, opts, threads):          # seed 1's child gets a --set its recipe rejects: it exits 2

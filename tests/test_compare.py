@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from bench import compare
-from bench.cli import main
+from bench.cli.main import main
+from bench.judging import gate as gate_module
 from tests.records import make_record, runs, write
 
 BASE = [99.20, 99.25, 99.30, 99.22, 99.28]
@@ -150,7 +150,7 @@ def test_bad_input_and_internal_errors_have_their_own_codes(folders, tmp_path, m
     def broken(*a, **k):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(compare, "compare_reading", broken)
+    monkeypatch.setattr(gate_module, "compare_reading", broken)
     write(cand, *runs("mnist_99_4", BASE, started=9))
     assert gate(base, cand)[0] == 3                   # the nightly tells "broken gate" from "worse" (1)
     assert "internal error" in capsys.readouterr().err

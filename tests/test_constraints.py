@@ -1,4 +1,4 @@
-"""Constraints: each factory in bench/recipe.py must fail where its property is broken, a check that
+"""Constraints: each factory in bench/contract/recipe.py must fail where its property is broken, a check that
 returns anything but a bool is an error, and they are judged on the model a run actually trains."""
 from __future__ import annotations
 
@@ -10,9 +10,17 @@ import pytest
 import torch
 from torch import nn
 
-from bench import registry
-from bench.recipe import (Constraint, ConvLayers, DropoutRate, ExactParams, MaxParams, OutputShape, count_params,
-                          declared_params)
+from bench.contract import registry
+from bench.contract.recipe import (
+    Constraint,
+    ConvLayers,
+    DropoutRate,
+    ExactParams,
+    MaxParams,
+    OutputShape,
+    count_params,
+    declared_params,
+)
 
 
 def linear(n_in=3, n_out=2, bias=True) -> nn.Module:
@@ -147,8 +155,8 @@ def only_record(results: Path, recipe: str) -> dict:
 
 def test_a_smoke_run_records_its_own_model_and_the_broken_constraint(tmp_path, real_data_dir, capsys):
     """--set hidden=512 trains a 569,229-parameter model: the record says so, not the canonical 4,242,957."""
-    from bench.cli import main
-    from bench.numerics import one_thread
+    from bench.cli.main import main
+    from bench.training.numerics import one_thread
 
     results = tmp_path / "results"
     with one_thread():
@@ -169,7 +177,7 @@ def test_a_smoke_run_records_its_own_model_and_the_broken_constraint(tmp_path, r
 
 def test_a_canonical_run_of_a_model_that_breaks_a_constraint_exits_2_and_writes_nothing(tmp_path, monkeypatch,
                                                                                         fake_data, capsys):
-    from bench.cli import main
+    from bench.cli.main import main
 
     recipe = registry.load("mnist_99_4")
     monkeypatch.setattr(recipe.module, "CONSTRAINTS", [MaxParams(20_000), ExactParams(15_579)])

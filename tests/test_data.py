@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import torch
 
-from bench import data as dl
-from bench.cli import main
-from bench.splits import make_splits
+from bench.cli.main import main
+from bench.training import data as dl
+from bench.training.splits import make_splits
 
 NAMES = [s.name for s in dl.MNIST_RAW]  # train images, train labels, t10k images, t10k labels
 

@@ -18,13 +18,13 @@ import pytest
 import torch
 from torch import nn
 
-from bench import engine
-from bench.augment import RandomAffine
-from bench.splits import make_splits
-from bench.determinism import seed_everything
-from bench.engine import RunContext, train
-from bench.numerics import one_thread, synthetic_arrays
-from bench.recipe import Hparams, OneOf, Positive, Schedule
+from bench.contract.recipe import Hparams, OneOf, Positive, Schedule
+from bench.training import engine
+from bench.training.augment import RandomAffine
+from bench.training.determinism import seed_everything
+from bench.training.engine import RunContext, train
+from bench.training.numerics import one_thread, synthetic_arrays
+from bench.training.splits import make_splits
 
 CPU = torch.device("cpu")
 N_TRAIN, N_VAL, N_TEST, BATCH = 192, 64, 64, 32

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from bench import evidence, registry, report
-from bench.cli import main
+from bench.cli.main import main
+from bench.contract import registry
+from bench.records import evidence
+from bench.report import markdown as report
 from tests.records import runs, write
 
 MNIST = [99.12, 99.33, 99.14, 99.28, 99.28, 99.23, 99.21, 99.17, 99.16, 99.19]
@@ -214,20 +216,29 @@ def test_argparse_errors_are_one_line(capsys):
     assert exc.value.code == 2 and len(err) == 1 and err[0].startswith("error: argument --seeds")
 
 
-def test_the_thread_count_and_the_host_are_part_of_the_run_key():
+def test_the_thread_count_the_host_the_precision_and_the_software_are_part_of_the_run_key(monkeypatch):
+    import dataclasses
+
     import torch
-    from bench.runner import RunOptions, done_here, run_key
+
+    from bench.running import runner
+    from bench.running.options import RunOptions
+    from bench.running.runner import done_here, run_key
     r = registry.load("lenet_sgd")
-    opts = RunOptions(results=Path("r"), data_dir=Path("d"), device=torch.device("cpu"))
+    opts = RunOptions(results=Path("r"), data_dir=Path("d"), device=torch.device("cpu"), host="h")
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = run_key(r, 0, opts, {}, host="h")
+        one = run_key(r, 0, opts, {})
         torch.set_num_threads(2)
-        two = run_key(r, 0, opts, {}, host="h")
+        two = run_key(r, 0, opts, {})
+        other_host = run_key(r, 0, dataclasses.replace(opts, host="other"), {})
+        tf32 = run_key(r, 0, dataclasses.replace(opts, precision="tf32"), {})
+        monkeypatch.setattr(runner, "software", lambda device: {"torch": "2.99.0"})     # a torch upgrade
+        upgraded = run_key(r, 0, opts, {})
     finally:
         torch.set_num_threads(threads)
-    assert one != two and two != run_key(r, 0, opts, {}, host="other")
+    assert len({one, two, other_host, tf32, upgraded}) == 5           # each is another run, never "already recorded"
     recorded = [{"key": two, "status": "complete"}]
     assert done_here(recorded, two, None) and not done_here(recorded, one, None)
     truncated = [{"key": two, "status": "truncated", "epochs_run": 10}]
@@ -260,7 +271,8 @@ def test_a_record_from_another_machine_does_not_skip_a_seed(tmp_path, fake_data,
 
 
 def test_interrupt_messages_tell_the_truth(tmp_path, fake_data, monkeypatch, capsys):
-    from bench import engine, runner
+    from bench.running import runner
+    from bench.training import engine
 
     def interrupt_at_once(*a, **k):
         raise KeyboardInterrupt

@@ -7,8 +7,8 @@ import json
 import pandas as pd
 import pytest
 
-from bench import registry
-from bench.cli import main
+from bench.cli.main import main
+from bench.contract import registry
 from tests.conftest import ROOT
 from tests.records import make_record, runs, write
 

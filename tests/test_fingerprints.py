@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import fingerprint, numerics, registry
+from bench.contract import fingerprint, frozen, registry
+from bench.training import numerics
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,7 +61,7 @@ def test_a_comment_in_a_real_recipe_keeps_its_fingerprint(tmp_path):
     shutil.copy(recipe.module.__file__, copy)
     copy.write_text(copy.read_text().replace("\ndef ", "\n# a reviewer's comment\ndef ", 1) + "\n# the end\n")
     assert registry.code_hash(copy) == recipe.code
-    assert recipe.fingerprint == registry.frozen()["lenet_sgd"]
+    assert recipe.fingerprint == frozen.frozen()["lenet_sgd"]
 
 
 AMD = {"cpu": "AMD EPYC", "cpu_id": "AuthenticAMD family 25 model 17 stepping 1", "capability": "AVX512",
@@ -78,7 +79,7 @@ def on_machine(numbers: dict, machine: dict, sha: str, loss_scale: float = 1.0) 
 @pytest.fixture
 def frozen_lenet(tmp_path, monkeypatch):
     """A FROZEN.json of lenet_sgd alone, in a temporary folder; returns a function that sets what the probe says."""
-    monkeypatch.setattr(registry, "FROZEN_PATH", tmp_path / "FROZEN.json")
+    monkeypatch.setattr(frozen, "FROZEN_PATH", tmp_path / "FROZEN.json")
     monkeypatch.setattr(registry, "all_readings", lambda: [registry.load("lenet_sgd")])
 
     def probe_says(numbers):
@@ -89,19 +90,19 @@ def frozen_lenet(tmp_path, monkeypatch):
 def test_freeze_gives_a_new_fingerprint_only_when_the_numbers_move(frozen_lenet):
     frozen_lenet(NUMBERS)
     quiet = dict(log=lambda *a: None)
-    first = registry.freeze(**quiet)
-    old = registry.frozen()["lenet_sgd"]
+    first = numerics.freeze(**quiet)
+    old = frozen.frozen()["lenet_sgd"]
     assert first == {"lenet_sgd": (None, old)} and registry.load("lenet_sgd").fingerprint == old
-    assert registry.freeze(**quiet) == {}                              # same numbers: nothing changes
+    assert numerics.freeze(**quiet) == {}                              # same numbers: nothing changes
 
     frozen_lenet(on_machine(NUMBERS, AMD, "b" * 64))                   # the machine that pinned them, other bits
     messages = []
-    changed = registry.freeze(log=messages.append)
-    new = registry.frozen()["lenet_sgd"]
+    changed = numerics.freeze(log=messages.append)
+    new = frozen.frozen()["lenet_sgd"]
     assert changed == {"lenet_sgd": (old, new)} and new != old
-    assert registry.frozen_entry("lenet_sgd")["revision"] == 1 and "numerics revision 1" in messages[0]
+    assert frozen.frozen_entry("lenet_sgd")["revision"] == 1 and "numerics revision 1" in messages[0]
     assert registry.load("lenet_sgd").fingerprint == new               # old runs are now an older fingerprint
-    assert registry.freeze(**quiet) == {}                              # and it stays there
+    assert numerics.freeze(**quiet) == {}                              # and it stays there
 
 
 def test_a_pin_from_another_cpu_is_judged_by_tolerance_never_by_bits():
@@ -119,34 +120,34 @@ def test_a_pin_from_another_cpu_is_judged_by_tolerance_never_by_bits():
 
 def test_freeze_on_another_cpu_adds_its_pin_and_never_raises_a_revision(frozen_lenet):
     frozen_lenet(NUMBERS)
-    registry.freeze(log=lambda *a: None)
-    fingerprint = registry.frozen()["lenet_sgd"]
+    numerics.freeze(log=lambda *a: None)
+    fingerprint = frozen.frozen()["lenet_sgd"]
     frozen_lenet(on_machine(NUMBERS, INTEL, "c" * 64, 1 + 1e-4))       # rounding of another CPU
     messages = []
-    assert registry.freeze(log=messages.append) == {}
-    entry = registry.frozen_entry("lenet_sgd")
+    assert numerics.freeze(log=messages.append) == {}
+    entry = frozen.frozen_entry("lenet_sgd")
     assert entry["revision"] == 0 and [p["machine"] for p in entry["pins"]] == [AMD, INTEL]
     assert "pinned this machine" in messages[0]
 
     frozen_lenet(on_machine(NUMBERS, {**INTEL, "cpu_id": "GenuineIntel family 6 model 85"}, "d" * 64, 1.1))
-    with pytest.raises(registry.FreezeRefused, match="lenet_sgd"):     # beyond tolerance, no pin of its own
-        registry.freeze(log=lambda *a: None)
-    assert registry.frozen_entry("lenet_sgd") == entry and registry.frozen()["lenet_sgd"] == fingerprint
-    assert registry.freeze(log=lambda *a: None, accept_moved=True)     # said on purpose: a new revision
-    assert registry.frozen_entry("lenet_sgd")["revision"] == 1
+    with pytest.raises(numerics.FreezeRefused, match="lenet_sgd"):     # beyond tolerance, no pin of its own
+        numerics.freeze(log=lambda *a: None)
+    assert frozen.frozen_entry("lenet_sgd") == entry and frozen.frozen()["lenet_sgd"] == fingerprint
+    assert numerics.freeze(log=lambda *a: None, accept_moved=True)     # said on purpose: a new revision
+    assert frozen.frozen_entry("lenet_sgd")["revision"] == 1
 
 
 def test_a_format_2_pin_is_read_and_adopted_by_a_machine_that_reproduces_it(frozen_lenet):
     import json
     legacy = {"capability": "AVX512", **{k: v for k, v in NUMBERS.items() if k != "machine"}}
     recipe = registry.load("lenet_sgd")
-    registry.FROZEN_PATH.write_text(json.dumps({"format": 2, "recipes": {"lenet_sgd": {
+    frozen.FROZEN_PATH.write_text(json.dumps({"format": 2, "recipes": {"lenet_sgd": {
         "fingerprint": recipe.fingerprint_for(0), "code": recipe.code, "revision": 0, "numerics": legacy}}}))
-    assert registry.frozen_entry("lenet_sgd")["pins"][0]["machine"] == {"capability": "AVX512"}
-    assert numerics.check(registry.frozen_entry("lenet_sgd")["pins"], NUMBERS).status == "agrees"
+    assert frozen.frozen_entry("lenet_sgd")["pins"][0]["machine"] == {"capability": "AVX512"}
+    assert numerics.check(frozen.frozen_entry("lenet_sgd")["pins"], NUMBERS).status == "agrees"
     frozen_lenet(NUMBERS)
-    assert registry.freeze(log=lambda *a: None) == {}
-    assert registry.frozen_entry("lenet_sgd")["pins"] == [NUMBERS]
+    assert numerics.freeze(log=lambda *a: None) == {}
+    assert frozen.frozen_entry("lenet_sgd")["pins"] == [NUMBERS]
 
 
 # ---------------------------------------------------------------- the same hash on every CPython
@@ -170,13 +171,13 @@ def other_pythons() -> list[Path]:
 
 
 def frozen_codes() -> dict[str, str]:
-    return {label: entry["code"] for label, entry in registry.frozen_all().items()}
+    return {label: entry["code"] for label, entry in frozen.frozen_all().items()}
 
 
 def printed_codes(python: str) -> dict[str, str]:
-    """`python -m bench.fingerprint` under that interpreter, from the repository root, torch never imported."""
-    code = ("import runpy, sys; sys.argv = ['bench.fingerprint']; runpy.run_module('bench.fingerprint', "
-            "run_name='__main__'); assert 'torch' not in sys.modules, 'bench.fingerprint imported torch'")
+    """`python -m bench.contract.fingerprint` under that interpreter, from the repository root, torch never imported."""
+    code = ("import runpy, sys; sys.argv = ['bench.contract.fingerprint']; runpy.run_module('bench.contract.fingerprint', "
+            "run_name='__main__'); assert 'torch' not in sys.modules, 'bench.contract.fingerprint imported torch'")
     proc = subprocess.run([python, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return dict(line.split() for line in proc.stdout.splitlines())

@@ -2,14 +2,14 @@
 
 Targets from the issue: at most 1 false alarm a month over 9 recipes x 30 nights with the seed sd
 spread over 0.07-0.15 points and fresh candidate draws each night; power >= 95% for a 0.3-point drop
-at sd 0.086 with 5 runs a side. Both use the gate's own test (bench.stats.shifted_drop at the
+at sd 0.086 with 5 runs a side. Both use the gate's own test (bench.judging.stats.shifted_drop at the
 default alpha and minimum effect), so a change to the gate that breaks them fails here.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from bench import stats
+from bench.judging import stats
 
 ALPHA, MIN_EFFECT, N = stats.ALPHA, 0.1, 5
 SIGMAS = np.linspace(0.07, 0.15, 9)           # one sd per recipe

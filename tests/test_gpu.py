@@ -1,9 +1,9 @@
-"""The training step (bench/step.py): its CPU side here, in every test run; its CUDA side where a GPU is.
+"""The training step (bench/training/step.py): its CPU side here, in every test run; its CUDA side where a GPU is.
 
 On a CPU (always run): the step resolves to eager, gives the records and run keys of before,
 and the graph step's bookkeeping (warm-up undone, static inputs, partial batches, epoch sums,
 grads re-pointed, resume) matches the eager step bit for bit when the CUDA graph is replaced by a
-stand-in that reruns the captured code (bench.step.RecordedGraphs). Also `bench run --dry-run`
+stand-in that reruns the captured code (bench.training.step.RecordedGraphs). Also `bench run --dry-run`
 and the floor line of `bench speed`.
 
 Marked `gpu` (collected everywhere, skipped without CUDA; on the GPU machine:
@@ -24,15 +24,17 @@ import re
 import pytest
 import torch
 
-from bench import data as data_layer
-from bench import engine, registry
-from bench import step as step_module
-from bench.splits import make_splits
-from bench.determinism import seed_everything
-from bench.engine import RunContext, train
-from bench.numerics import one_thread, probe_hparams, synthetic_arrays
-from bench.recipe import DATASETS, apply_overrides
-from bench.runner import RunOptions, run_key
+from bench.contract import registry
+from bench.contract.recipe import DATASETS, apply_overrides
+from bench.running.options import RunOptions
+from bench.running.runner import run_key
+from bench.training import data as data_layer
+from bench.training import engine
+from bench.training import step as step_module
+from bench.training.determinism import seed_everything
+from bench.training.engine import RunContext, train
+from bench.training.numerics import one_thread, probe_hparams, synthetic_arrays
+from bench.training.splits import make_splits
 
 CPU = torch.device("cpu")
 HAS_CUDA = torch.cuda.is_available()
@@ -112,19 +114,18 @@ def test_a_context_without_a_step_takes_the_enclosing_default():
     assert step_module.current(None) == "eager"
 
 
-def test_the_run_key_of_an_eager_run_is_unchanged_and_a_graph_run_has_its_own():
+def test_a_graph_run_has_a_run_key_of_its_own():
     recipe = registry.load("mnist_99_4")
-    opts = RunOptions(results=None, data_dir=None, device=CPU)
-    assert opts.step == "eager"
+    opts = RunOptions(results=None, data_dir=None, device=CPU, host="h")
+    assert opts.step == "eager" and opts.precision == "fp32"
     _, parsed = apply_overrides(recipe.hparams, {})
-    eager = run_key(recipe, 0, opts, parsed, host="h")
-    graph = run_key(recipe, 0, dataclasses.replace(opts, step="graph"), parsed, host="h")
+    eager = run_key(recipe, 0, opts, parsed)
+    graph = run_key(recipe, 0, dataclasses.replace(opts, step="graph"), parsed)
     assert eager != graph
-    # the key every eager record made before the step existed: "step": "eager" was already in it
     import hashlib
     what = {"recipe": recipe.name, "variant": recipe.variant_name, "fingerprint": recipe.fingerprint, "seed": 0,
             "overrides": parsed, "pipeline": "fast", "device": "cpu", "threads": torch.get_num_threads(),
-            "host": "h", "step": "eager"}
+            "host": "h", "step": "eager", "precision": "fp32", "software": {"torch": torch.__version__}}
     assert eager == hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
@@ -180,7 +181,7 @@ def test_a_graph_run_cut_and_resumed_ends_with_the_uninterrupted_bits(recorded_g
 # ---------------------------------------------------------------- the CLI on a CPU
 
 def test_a_cpu_run_records_the_eager_step_even_when_graph_is_asked_for(fake_data, results, capsys, monkeypatch):
-    from bench.cli import main
+    from bench.cli.main import main
     monkeypatch.delenv("BENCH_STEP", raising=False)
     code = main(["run", "--recipe", "mnist_99_4", "--device", "cpu", "--epochs", "1", "--train-limit", "128",
                  "--results", str(results), "--no-progress", "--step", "graph", "--data-dir", "unused"])
@@ -193,7 +194,7 @@ def test_a_cpu_run_records_the_eager_step_even_when_graph_is_asked_for(fake_data
 
 
 def test_dry_run_prints_the_plan_and_the_estimate_and_writes_nothing(fake_data, tmp_path, capsys):
-    from bench.cli import main
+    from bench.cli.main import main
     results = tmp_path / "results"
     code = main(["run", "--recipe", "mnist_99_4", "--device", "cpu", "--seeds", "3", "--jobs", "2",
                  "--budget", "5m", "--results", str(results), "--no-progress", "--dry-run", "--data-dir", "unused"])
@@ -207,7 +208,7 @@ def test_dry_run_prints_the_plan_and_the_estimate_and_writes_nothing(fake_data, 
 
 
 def test_speed_prints_the_floor_third_and_the_fast_pipelines_overhead(fake_data, capsys):
-    from bench.cli import main
+    from bench.cli.main import main
     assert main(["speed", "--recipe", "mnist_99_4", "--device", "cpu", "--data-dir", "unused"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     rows = [line.split()[0] for line in lines if re.match(r"^\S+ +[\d.]+ s per epoch", line)]
@@ -264,7 +265,7 @@ def test_each_torch_recipe_trains_one_short_epoch_on_cuda(name, step, monkeypatc
 @pytest.mark.parametrize("step", ["graph", "eager"])
 @pytest.mark.parametrize("name", ["mnist_99_4", "ultimate_mlp"])
 def test_check_determinism_on_cuda_is_bitwise(name, step, capsys, no_inherited_step):
-    from bench.cli import main
+    from bench.cli.main import main
     code = main(["check-determinism", "--recipe", name, "--device", "cuda", "--epochs", "1", "--step", step,
                  "--no-progress", "--data-dir", str(_mnist_dir())])
     out = capsys.readouterr().out

@@ -10,13 +10,14 @@ import pytest
 import torch
 from torch import nn
 
-from bench import data as data_layer
-from bench import registry
-from bench.determinism import seed_everything, weights_sha256
-from bench.engine import RunContext, honest_selection, summarize, train
-from bench.recipe import OverrideError, apply_overrides, count_params
-from bench.splits import make_splits
-from bench.store import write_record
+from bench.contract import registry
+from bench.contract.recipe import OverrideError, apply_overrides, count_params
+from bench.records.selection import honest_selection, summarize
+from bench.records.store import write_record
+from bench.training import data as data_layer
+from bench.training.determinism import seed_everything, weights_sha256
+from bench.training.engine import RunContext, train
+from bench.training.splits import make_splits
 from tests.conftest import ROOT
 
 MNIST_99_4 = registry.load("mnist_99_4")
@@ -160,7 +161,7 @@ def test_smoke_run_on_real_mnist(tmp_path, real_data_dir):
 
 
 def test_speed_prints_both_pipelines_and_the_ratio_last(fake_data, capsys):
-    from bench.cli import main
+    from bench.cli.main import main
     assert main(["speed", "--recipe", "mnist_99_4", "--device", "cpu", "--data-dir", "unused"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert any(line.startswith("fast ") for line in lines) and any(line.startswith("faithful ") for line in lines)
@@ -169,6 +170,6 @@ def test_speed_prints_both_pipelines_and_the_ratio_last(fake_data, capsys):
 
 
 def test_speed_refuses_a_recipe_without_the_torch_engine(capsys):
-    from bench.cli import main
+    from bench.cli.main import main
     assert main(["speed", "--recipe", "numpy_cnn", "--device", "cpu"]) == 2
     assert "outside the torch engine" in capsys.readouterr().err

@@ -6,10 +6,12 @@ import json
 import pytest
 import torch
 
-from bench import data as data_layer
-from bench import evidence, registry
-from bench.cli import main
-from bench.estimate import Estimate, advice, estimate, human, parse_duration
+from bench.cli.main import main
+from bench.contract import registry
+from bench.records import evidence
+from bench.running.budget import parse_duration
+from bench.running.estimate import Estimate, advice, estimate, human
+from bench.training import data as data_layer
 from tests.conftest import synthetic_arrays
 
 SMALL = ["--device", "cpu", "--no-progress", "--threads", "1"]
@@ -50,7 +52,7 @@ def test_main_command_prints_the_estimate_first_and_the_agreement_last(tmp_path,
 
 
 def test_a_tiny_budget_runs_what_fits_and_says_how_to_continue(tmp_path, fake_data, capsys, monkeypatch):
-    from bench import runner
+    from bench.running import runner
     results = tmp_path / "results"
     clock = [0.0]
     real_run_seed = runner.run_seed
@@ -62,7 +64,7 @@ def test_a_tiny_budget_runs_what_fits_and_says_how_to_continue(tmp_path, fake_da
 
     monkeypatch.setattr(runner, "now", lambda: clock[0])
     monkeypatch.setattr(runner, "run_seed", run_seed)
-    monkeypatch.setattr("bench.estimate.estimate", lambda *a, **k: Estimate(1e-6, 1e-6, 0.3, 4.0, 15, False))
+    monkeypatch.setattr("bench.cli.run.estimate", lambda *a, **k: Estimate(1e-6, 1e-6, 0.3, 4.0, 15, False))
     code = main(["run", "--recipe", "lenet_sgd", "--seeds", "4", "--budget", "10s", "--results", str(results),
                  *SMALL])
     out = capsys.readouterr().out
@@ -72,11 +74,11 @@ def test_a_tiny_budget_runs_what_fits_and_says_how_to_continue(tmp_path, fake_da
 
 
 def test_a_budget_spent_mid_seed_stops_at_a_checkpoint_and_resumes(tmp_path, fake_data, capsys, monkeypatch):
-    from bench import runner
+    from bench.running import runner
     results = tmp_path / "results"
     ticks = iter(range(0, 10_000, 4))
     monkeypatch.setattr(runner, "now", lambda: float(next(ticks)))     # 4 s per look at the clock
-    monkeypatch.setattr("bench.estimate.estimate", lambda *a, **k: Estimate(1e-6, 1e-6, 0.3, 1.0, 15, False))
+    monkeypatch.setattr("bench.cli.run.estimate", lambda *a, **k: Estimate(1e-6, 1e-6, 0.3, 1.0, 15, False))
     args = ["run", "--recipe", "lenet_sgd", "--seeds", "1", "--budget", "10s", "--results", str(results), *SMALL]
     assert main(args) == 0
     out = capsys.readouterr().out
@@ -96,9 +98,9 @@ def test_all_runs_every_recipe_with_data_and_skips_the_rest(tmp_path, monkeypatc
             raise data_layer.DataError("CIFAR-10 is not available: put the batches in data/cifar-10-batches-py")
         return synthetic_arrays(n_train=64, n_test=32)
 
-    import bench.run_command as run_command
+    import bench.cli.run as run_command
 
-    def fake_run(args, recipe, opts, seeds, deadline):
+    def fake_run(campaign, recipe, opts):
         data_layer.load(recipe.hparams.dataset, opts.data_dir)
         ran.append(recipe.name)
         return 0, []
@@ -126,13 +128,14 @@ def test_already_recorded_seeds_skip_the_estimate(tmp_path, fake_data, capsys):
 
 
 def test_the_agreement_block_never_averages_a_diverged_run(tmp_path):
-    from bench.agreement import agreement_lines
+    from bench.records import evidence
+    from bench.report.agreement import agreement_lines
     from tests.records import make_record, runs, write
 
     results = tmp_path / "results"
     write(results, *runs("numpy_cnn", [98.3, 98.4, 11.0], host="here"),
           *(make_record("numpy_cnn", seed, value, host="there") for seed, value in [(0, 98.35), (1, 98.25)]))
-    text = "\n".join(agreement_lines(registry.load("numpy_cnn"), results, "fast", "cpu", "here"))
+    text = "\n".join(agreement_lines(registry.load("numpy_cnn"), evidence.read(results), "fast", "cpu", "here"))
     assert "this machine (Test CPU / 2 threads): n=3, 98.35 ± 0.071% (2 converged; 1 diverged)" in text, text
     assert "1 host(s)): n=2, 98.30 ± 0.071%\n" in text + "\n", text
     assert "1 run(s) diverged" in text

@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.splits import make_splits
-from bench.determinism import seed_everything, stream_seed
-from bench.engine import RunContext
+from bench.training.determinism import seed_everything, stream_seed
+from bench.training.engine import RunContext
+from bench.training.splits import make_splits
 from recipes import numpy_cnn
 from tests.conftest import synthetic_arrays
 
@@ -133,7 +133,7 @@ def test_init_uses_its_own_stream_and_each_reading_its_law():
 
 
 def test_unsupported_override_is_bad_input_exit_2(tmp_path, capsys):
-    from bench.cli import main
+    from bench.cli.main import main
     rc = main(["run", "--recipe", "numpy_cnn", "--set", "weight_decay=0.1", "--epochs", "1", "--train-limit", "64",
                "--results", str(tmp_path / "r"), "--data-dir", str(tmp_path / "d"), "--no-progress"])
     assert rc == 2

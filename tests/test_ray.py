@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import ray_backend
-from bench.cli import main
+from bench.cli.main import main
+from bench.running import ray_backend
 from tests.conftest import ROOT
 
 SMOKE = ["--recipe", "lenet_sgd", "--train-limit", "512", "--eval-limit", "256", "--device", "cpu", "--threads", "1",
@@ -64,7 +64,8 @@ def local_runs(tmp_path_factory, real_data_dir) -> dict:
 # ---------------------------------------------------------------- no Ray needed
 
 def test_import_bench_cli_does_not_import_ray():
-    code = ("import sys, bench.cli, bench.ray_backend; bench.cli.build_parser().parse_args(['run', '--backend', "
+    code = ("import sys, bench.cli.main, bench.cli.run, bench.running.ray_backend; "
+            "bench.cli.parser.build_parser().parse_args(['run', '--backend', "
             "'ray', '--recipe', 'lenet_sgd']); assert 'ray' not in sys.modules, 'ray was imported'")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr

@@ -8,13 +8,21 @@ import re
 import pytest
 import torch
 
-from bench import registry
-from bench.data import LOADERS
-from bench.splits import make_splits
-from bench.determinism import seed_everything
-from bench.engine import RunContext, summarize, train
-from bench.recipe import (ASSUMPTION_SOURCES, CLAIM_SELECTIONS, MEASURED_ON, SELECTIONS, Assumption, Claim,
-                          apply_overrides)
+from bench.contract import frozen, registry
+from bench.contract.recipe import (
+    ASSUMPTION_SOURCES,
+    CLAIM_SELECTIONS,
+    MEASURED_ON,
+    SELECTIONS,
+    Assumption,
+    Claim,
+    apply_overrides,
+)
+from bench.records.selection import summarize
+from bench.training.data import LOADERS
+from bench.training.determinism import seed_everything
+from bench.training.engine import RunContext, train
+from bench.training.splits import make_splits
 from tests.conftest import synthetic_arrays
 
 NAMES = registry.names()
@@ -75,7 +83,7 @@ READINGS = [r.label for r in registry.all_readings()]
 @pytest.mark.parametrize("label", READINGS)
 def test_frozen_lock_matches(label):
     """A recipe that changes must update recipes/FROZEN.json in the same commit (`python -m bench freeze`)."""
-    assert registry.frozen().get(label) == registry.load(label).fingerprint, \
+    assert frozen.frozen().get(label) == registry.load(label).fingerprint, \
         f"{label} changed since it was frozen: review the change, then run `python -m bench freeze`"
 
 
@@ -84,8 +92,8 @@ def test_numerics_match_frozen(label):
     """A change anywhere (recipe or harness) that moves a reading's numbers fails until `bench freeze`,
     which gives the reading a new fingerprint: bitwise on the kind of machine that pinned them, within the
     tolerance on any other CPU (whose rounding legitimately differs)."""
-    from bench import numerics
-    pins = registry.frozen_entry(label).get("pins")
+    from bench.training import numerics
+    pins = frozen.frozen_entry(label).get("pins")
     assert pins, f"{label} has no pinned numerics: run `python -m bench freeze`"
     result = numerics.check(pins, numerics.probe(registry.load(label)))
     if result.own_pin:

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import registry
-from bench.store import run_lock, write_record
+from bench.contract import registry
+from bench.records.store import run_lock, write_record
 from tests.conftest import ROOT
 
 SMALL = ["--train-limit", "1024", "--eval-limit", "500"]
@@ -141,17 +141,20 @@ def test_completed_runs_are_skipped_and_force_adds_a_new_record(tmp_path, real_d
 def test_a_seed_whose_lock_is_held_is_skipped_and_runs_once_released(tmp_path, real_data_dir):
     """Another process training this run holds its lock: `bench run` must skip the seed, write nothing, and
     train it once the lock is free. The key is computed as bench.runner computes it (one thread, this host)."""
-    from bench.numerics import one_thread
-    from bench.recipe import apply_overrides
-    from bench.runner import RunOptions, run_key
+    from bench.contract.recipe import apply_overrides
+    from bench.running.options import RunOptions
+    from bench.running.runner import run_key
+    from bench.training.environment import host_identity
+    from bench.training.numerics import one_thread
 
     results = tmp_path / "results"
     args = run_args(results, real_data_dir, "--epochs", "1", *THREADS)
     recipe = registry.load("mnist_99_4")
     _, parsed = apply_overrides(recipe.hparams, {"epochs": "1", "train_limit": SMALL[1], "eval_limit": SMALL[3]})
     with one_thread():
-        key = run_key(recipe, 0, RunOptions(results=results, data_dir=real_data_dir, device=torch.device("cpu")),
-                      parsed)
+        cpu = torch.device("cpu")
+        key = run_key(recipe, 0, RunOptions(results=results, data_dir=real_data_dir, device=cpu,
+                                            host=host_identity(cpu)), parsed)
     with run_lock(results, "mnist_99_4", key) as mine:
         assert mine
         skipped = bench(*args)
@@ -167,6 +170,7 @@ def test_a_seed_whose_lock_is_held_is_skipped_and_runs_once_released(tmp_path, r
 
 def test_concurrent_record_writes_all_land(results):
     from concurrent.futures import ThreadPoolExecutor
+
     from tests.records import make_record
 
     with ThreadPoolExecutor(8) as pool:
@@ -206,7 +210,7 @@ def populated(one_record, tmp_path):
 
 def bad_input(results, args, expect, capsys):
     """In-process: exit code 2, a one-line message naming the problem, nothing on disk changed."""
-    from bench.cli import main
+    from bench.cli.main import main
 
     before = snapshot(results)
     capsys.readouterr()
@@ -258,7 +262,7 @@ def test_record_of_unknown_schema_version_stops_a_seed_it_may_hold(populated, re
 
 
 def test_corrupt_record_is_reported_and_skipped(populated):
-    from bench import evidence
+    from bench.records import evidence
     (populated / "mnist_99_4" / "cut.json").write_text('{"schema_version": 1, "recipe": "mnis')
     ev = evidence.read(populated)
     assert len(ev.records) == 1 and [x.path.name for x in ev.rejected] == ["cut.json"]

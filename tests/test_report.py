@@ -5,15 +5,17 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from bench import registry, report
-from bench.cli import main
+from bench.cli.main import main
+from bench.contract import registry
+from bench.records import evidence
+from bench.report import markdown as report
 from tests.records import make_record, runs, write
 
 MNIST = [99.12, 99.33, 99.14, 99.28, 99.28]
 
 
 def render(results: Path, out: Path) -> str:
-    return report.write_report(results, out)[0].read_text()
+    return report.write_report(evidence.read(results), out).read_text()
 
 
 def section(text: str, reading: str) -> str:
@@ -32,7 +34,7 @@ def test_rerun_gives_identical_bytes(results, tmp_path):
     out = tmp_path / "site" / "REPORT.md"
 
     def snapshot():
-        report.write_report(results, out)
+        report.write_report(evidence.read(results), out)
         return {p.relative_to(out.parent).as_posix(): p.read_bytes() for p in sorted(out.parent.rglob("*"))
                 if p.is_file()}
 
@@ -167,7 +169,7 @@ def test_a_group_that_spans_two_commits_is_named_once_with_each_commit_counted()
 
 def _cut(record: dict, n: int, **changes) -> dict:
     """The record's run stopped after n epochs: curves sliced, metrics recomputed from them."""
-    from bench.engine import summarize
+    from bench.records.selection import summarize
     curves = {k: v[:n] for k, v in record["curves"].items()}
     metrics = summarize(curves, record["hparams"]["selection"])
     metrics.update(params=record["params"], wall_time_s=sum(curves["epoch_time_s"]))

@@ -7,7 +7,7 @@ below by their SHA-256. The first line of a recipe's docstring names its documen
 * each Claim.quote is an exact substring of the document: no stitching of a heading to a bullet, no "...",
   no whitespace normalisation. Context a quote cannot carry (the heading it sits under) goes in the
   claim's `note`.
-* each DOCUMENT_LOG point (bench.recipe.LogPoint) follows this convention for `where`:
+* each DOCUMENT_LOG point (bench.contract.recipe.LogPoint) follows this convention for `where`:
     - prose saying where in the document, then the printed text in backquotes: `where` holds exactly one
       backquoted span, and that span is the exact printed text of the number (a substring of one line);
     - the span occurs exactly once in the document, so it pins the line the number is read from;
@@ -29,8 +29,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import registry
-from bench.recipe import Claim, LogPoint
+from bench.contract import registry
+from bench.contract.recipe import Claim, LogPoint
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "recipes" / "seeds"

@@ -1,4 +1,4 @@
-"""bench.stats against values computed by hand: the one-sided predictive rule on the metric's scale,
+"""bench.judging.stats against values computed by hand: the one-sided predictive rule on the metric's scale,
 floors, diverged runs, bounded metrics, both orientations, underflow, Holm, Clopper-Pearson, and
 n = 0, 1, 2, 3, zero spread."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from bench import stats
+from bench.judging import stats
 
 ACC = stats.Scale("percent", True, 10_000)
 LOSS = stats.Scale("loss", False)

@@ -114,7 +114,7 @@ cmd_prepare() {
     done
     "$PY" - <<'PYEOF' || die "gpu-data/MNIST/raw: a file fails MNIST's checksum; delete gpu-data and rerun prepare"
 import gzip, hashlib, sys
-from bench.data import MNIST_RAW
+from bench.training.data import MNIST_RAW
 for spec in MNIST_RAW:
     with gzip.open(f"gpu-data/MNIST/raw/{spec.name}.gz", "rb") as f:
         ok = hashlib.sha256(f.read()).hexdigest() == spec.sha256

@@ -1,4 +1,4 @@
-"""Command-line argument types and the checks at the door: everything about a run is checked here
+"""Command-line argument types and the checks at the door: everything about a command is checked here
 before anything is downloaded, trained or written (bad input is exit 2 with one line)."""
 from __future__ import annotations
 
@@ -8,12 +8,9 @@ from pathlib import Path
 
 import torch
 
-from . import data as data_layer
-from .store import check_writable
-
-
-class UsageError(Exception):
-    """Bad input that argparse cannot see (device, values that depend on the recipe)."""
+from bench.contract.errors import UsageError
+from bench.records.store import check_writable
+from bench.running.budget import parse_duration
 
 
 class Parser(argparse.ArgumentParser):
@@ -46,7 +43,6 @@ class Seconds(float):
 
 
 def duration(text: str) -> Seconds:
-    from .estimate import parse_duration
     try:
         value = Seconds(parse_duration(text))
     except ValueError as exc:
@@ -117,34 +113,3 @@ def overrides_of(args) -> dict[str, str]:
         if getattr(args, flag, None) is not None:
             out[flag] = str(getattr(args, flag))
     return out
-
-
-def run_options(args, recipe):
-    """Everything about a run checked before anything is downloaded, trained or written."""
-    from .recipe import apply_overrides
-    from .runner import RunOptions, preflight
-
-    overrides = overrides_of(args)
-    hp, parsed = apply_overrides(recipe.hparams, overrides)  # a bad --set fails here: its domain, its type
-    check = getattr(recipe.module, "check_hparams", None)   # optional: settings the recipe cannot honour
-    if check is not None:
-        check(hp)
-    broken = [c for c in preflight(recipe, hp)[1] if not c["ok"]]
-    if broken and not parsed:                                # a canonical run must be the document's model
-        raise UsageError(f"{recipe.label}: the canonical model breaks its constraint "
-                         f"{broken[0]['name']!r} ({broken[0]['detail']}); fix the recipe")
-    device = resolve_device(args.device)
-    if args.pipeline == "faithful" and not recipe.uses_engine:
-        raise UsageError(f"{recipe.name} trains outside the torch engine; it has no torchvision pipeline")
-    from .step import resolve as resolve_step
-    step, step_note = resolve_step(getattr(args, "step", None), device, args.pipeline, recipe.uses_engine)
-    if step_note:
-        print(f"{recipe.label}: {step_note}")
-    results = Path(args.results)
-    check_writable(results)
-    data_dir = data_layer.default_data_dir(args.data_dir)
-    check_folder_arg("--data-dir", data_dir)
-    return RunOptions(results=results, data_dir=data_dir, device=device, pipeline=args.pipeline,
-                      overrides=overrides, force=args.force, progress=not args.no_progress, threads=args.threads,
-                      stop_after=getattr(args, "stop_after", None),
-                      progress_lines=getattr(args, "progress_lines", False), step=step)

@@ -11,7 +11,7 @@ What counts: the module's syntax tree without docstrings, imports and the metada
 (CLAIMS, ASSUMPTIONS, CONSTRAINTS, VARIANTS, DOCUMENT_LOG), so comments, prose and claims never
 change a fingerprint and code always does.
 
-`python -m bench.fingerprint [RECIPES_DIR]` prints one `label code-hash` line per reading (a recipe,
+`python -m bench.contract.fingerprint [RECIPES_DIR]` prints one `label code-hash` line per reading (a recipe,
 then its variants, read from the source without importing it): any interpreter can check FROZEN.json.
 """
 from __future__ import annotations
@@ -24,7 +24,8 @@ from pathlib import Path
 METADATA = ("CLAIMS", "ASSUMPTIONS", "CONSTRAINTS", "VARIANTS", "DOCUMENT_LOG")
 # Fields that CPython added to existing nodes after 3.11; empty on any code 3.10 and 3.11 can parse.
 LATER_FIELDS = frozenset({"type_params"})
-RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+ROOT = Path(__file__).resolve().parents[2]          # the repository (or the installed tree): bench/ and recipes/
+RECIPES_DIR = ROOT / "recipes"
 
 
 class _CodeOnly(ast.NodeTransformer):

@@ -3,7 +3,9 @@
 A recipe module (recipes/<name>.py) holds HPARAMS, CLAIMS, ASSUMPTIONS, CONSTRAINTS and
 build_model(hp); torch recipes add build_optimizer, build_scheduler, build_loss and
 augmentations, a recipe that cannot use the engine (the NumPy one) provides train().
-Everything here is data so that the report and the schema tests can read it.
+Everything here is data so that the report and the schema tests can read it. The contract imports
+no torch: the constraint checks that inspect a torch model import it when they run (a deliberately
+lazy import; a NumPy recipe's checks never need it).
 """
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Literal, Optional
 
 import numpy as np
+
+from bench.contract.errors import BadInput
 
 # The document's selection protocol behind a number: which epoch's model it comes from.
 SELECTIONS = ("final_epoch", "best_test_epoch", "best_val_acc", "best_val_loss")
@@ -325,7 +329,7 @@ def hparam_fields(hp: Hparams) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(hp)}
 
 
-class OverrideError(ValueError):
+class OverrideError(BadInput, ValueError):
     """A --set that names no field, or whose value does not parse as the field's type."""
 
 

@@ -8,7 +8,7 @@ A recipe's fingerprint says what ran: a hash of its code (parsed, so comments, d
 imports and the metadata CLAIMS, ASSUMPTIONS, CONSTRAINTS, VARIANTS and DOCUMENT_LOG do not
 count), its hyperparameters, its variant, and its numerics revision. recipes/FROZEN.json pins
 each fingerprint with the numbers a few training steps give on fixed synthetic data
-(bench/numerics.py); when those numbers move while the code did not (a harness change),
+(bench/training/numerics.py); when those numbers move while the code did not (a harness change),
 `bench freeze` raises the revision, so runs of the old numerics are kept but never mixed in.
 """
 from __future__ import annotations
@@ -26,19 +26,22 @@ from typing import Optional
 
 import torch
 
-from .fingerprint import code_hash
-from .recipe import Claim, LogPoint, Variant, count_params, declared_params
+from bench.contract.errors import BadInput
+from bench.contract.fingerprint import RECIPES_DIR, code_hash
+from bench.contract.frozen import frozen_entry
+from bench.contract.recipe import (
+    Claim,
+    LogPoint,
+    Variant,
+    count_params,
+    declared_params,
+)
 
 REQUIRED = ("HPARAMS", "CLAIMS", "ASSUMPTIONS", "CONSTRAINTS", "build_model")
 TORCH_HOOKS = ("build_optimizer", "build_scheduler", "build_loss", "augmentations")
-RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
-FROZEN_PATH = RECIPES_DIR / "FROZEN.json"
-FROZEN_FORMAT = 3
-READABLE_FROZEN = (2, 3)   # 2: one pin per reading, named by its CPU kernels only
-HARNESS_FILES = ("engine.py", "step.py", "augment.py", "data.py", "splits.py", "determinism.py")
 
 
-class RecipeError(Exception):
+class RecipeError(BadInput):
     """Unknown recipe or variant, or a recipe module that breaks the contract."""
 
 
@@ -171,7 +174,7 @@ def _module(name: str) -> ModuleType:
     if not hasattr(module, "train"):
         missing += [a for a in TORCH_HOOKS if not hasattr(module, a)]
     if missing:
-        raise RecipeError(f"recipes/{name}.py lacks {', '.join(missing)} (see bench/recipe.py for the contract)")
+        raise RecipeError(f"recipes/{name}.py lacks {', '.join(missing)} (see bench/contract/recipe.py for the contract)")
     if sum(c.headline for c in module.CLAIMS) != 1:
         raise RecipeError(f"recipes/{name}.py must mark exactly one claim as headline=True")
     return module
@@ -207,111 +210,3 @@ def all_readings() -> list[Recipe]:
     for r in all_recipes():
         out += [r] + [load(r.name, v.name) for v in r.variants]
     return out
-
-
-def harness_hash() -> str:
-    """Hash of the code every torch run goes through, stored beside the recipe fingerprint."""
-    h = hashlib.sha256()
-    for name in HARNESS_FILES:
-        h.update((Path(__file__).parent / name).read_bytes())
-    return h.hexdigest()[:16]
-
-
-# ---------------------------------------------------------------- FROZEN.json
-
-def entries_of(data: dict) -> dict[str, dict]:
-    """label -> {"fingerprint", "code", "revision", "pins"} from a FROZEN.json of any format this bench
-    has written (format 2 held one pin, "numerics", named by its CPU kernels only)."""
-    if not isinstance(data, dict) or data.get("format") not in READABLE_FROZEN or not isinstance(
-            data.get("recipes"), dict):
-        return {}
-    out = {}
-    for label, entry in data["recipes"].items():
-        entry = dict(entry)
-        if "pins" not in entry:
-            old = entry.pop("numerics", None)
-            entry["pins"] = [] if old is None else [
-                {"machine": {"capability": old.get("capability")},
-                 **{k: v for k, v in old.items() if k != "capability"}}]
-        out[label] = entry
-    return out
-
-
-def frozen_all() -> dict[str, dict]:
-    """label -> {"fingerprint", "code", "revision", "pins"} as pinned in FROZEN.json."""
-    if not FROZEN_PATH.exists():
-        return {}
-    return entries_of(json.loads(FROZEN_PATH.read_text()))
-
-
-def frozen_entry(label: str) -> dict:
-    return frozen_all().get(label, {})
-
-
-def frozen() -> dict[str, str]:
-    """label -> pinned fingerprint."""
-    return {k: v["fingerprint"] for k, v in frozen_all().items()}
-
-
-class FreezeRefused(Exception):
-    """Numbers beyond the tolerance of other machines' pins, on a machine with no pin of its own."""
-
-
-def freeze(log=print, accept_moved: bool = False) -> dict[str, tuple]:
-    """Pin every reading's fingerprint and numerics; returns label -> (old, new) for what changed.
-
-    The numbers of each reading are measured again on this machine. Its own pin's bits moved while
-    the code and hyperparameters did not: the harness changed what the recipe computes, and the
-    revision goes up (a new fingerprint). No pin of this machine yet: within the tolerance of the
-    other pins its numbers are pinned beside them (nothing else changes); beyond it the reading is
-    left as it was and FreezeRefused names it, since a machine without a pin cannot tell a changed
-    formula from its own rounding (unless accept_moved says the change is on purpose). A pin that
-    names only its CPU kernels (format 2) and whose bits this machine reproduces takes this machine's
-    full identity. New code starts the reading's pins afresh.
-    """
-    from .numerics import check, probe
-
-    old = frozen_all()
-    entries, changes, refused = {}, {}, []
-    for r in all_readings():
-        numbers = probe(r)
-        before = old.get(r.label, {})
-        revision = int(before.get("revision", 0))
-        same_code = before.get("fingerprint") == r.fingerprint_for(revision)
-        pins = list(before.get("pins", [])) if same_code else []
-        legacy = [p for p in pins if set(p.get("machine") or {}) <= {"capability"}
-                  and (p.get("machine") or {}).get("capability") == numbers["machine"]["capability"]
-                  and p.get("sha256") == numbers["sha256"]]
-        for p in legacy:
-            pins[pins.index(p)] = {**p, "machine": numbers["machine"]}
-            log(f"{r.label}: this machine reproduces the pin of {p['machine']['capability']} bitwise: it names "
-                "this machine now")
-        result = check(pins, numbers)
-        if result.status == "moved" and (result.own_pin or accept_moved):
-            revision += 1
-            pins = [numbers]
-            log(f"{r.label}: same code, other numbers ({result.details[0][:200]}): numerics revision {revision}")
-        elif result.status == "moved":
-            refused.append(r.label)
-            log(f"{r.label}: REFUSED: {result.details[0][:300]}; this machine has no pin of its own, so it cannot tell "
-                "a changed formula from its own rounding. Nothing was changed for it")
-            entries[r.label] = before
-            continue
-        elif result.status == "agrees":
-            pins.append(numbers)
-            log(f"{r.label}: pinned this machine ({numbers['machine']['cpu_id']}) beside {len(pins) - 1} other "
-                "pin(s): its numbers agree within the tolerance")
-        elif result.status == "unpinned":
-            pins = [numbers]
-        fingerprint = r.fingerprint_for(revision)
-        entries[r.label] = {"fingerprint": fingerprint, "code": r.code, "revision": revision, "pins": pins}
-        if before.get("fingerprint") != fingerprint:
-            changes[r.label] = (before.get("fingerprint"), fingerprint)
-    changes.update({k: (v.get("fingerprint"), None) for k, v in old.items() if k not in entries})
-    FROZEN_PATH.write_text(json.dumps({"format": FROZEN_FORMAT, "recipes": entries}, indent=1, sort_keys=True)
-                           + "\n")
-    if refused:
-        raise FreezeRefused(f"{len(refused)} reading(s) not refrozen ({', '.join(refused)}): their numbers are beyond "
-                            "the tolerance of the pins made on other machines. Freeze on a machine that has a pin, "
-                            "or pass --accept-moved if you changed what they compute on purpose")
-    return changes

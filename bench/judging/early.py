@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 from scipy import stats as st
 
-from . import stats
-from .recipe import Claim, LogPoint
-from .registry import Recipe
-from .verdicts import scale_of
+from bench.contract.recipe import Claim, LogPoint
+from bench.contract.registry import Recipe
+from bench.judging import stats
+from bench.judging.verdicts import scale_of
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The nightly regression gate: did a recipe get worse, slower, or fail to run?
 
-Both folders are read through bench.evidence. Per reading, over canonical complete runs on the
+Both folders are read through bench.records.evidence (by the command, once each). Per reading, over canonical complete runs on the
 same device type (never cpu against cuda):
 - worse: the candidate's headline is below the baseline's by more than the minimum effect, by
   Student's t on a shifted null (pooled variance, one-sided, alpha 0.05 by default; accuracies
@@ -18,26 +18,20 @@ Exit 0: nothing of that; 1: something regressed or failed; 2: bad input; 3: the 
 """
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 from statistics import median
 
-from . import evidence, registry, stats
-from .evidence import Evidence, Group, group_runs
-from .fmt import finite, num, pvalue, spread, table
-from .store import StoreError
-from .verdicts import scale_of
+from bench.contract import registry
+from bench.contract.errors import BadInput
+from bench.judging import stats
+from bench.judging.stats import finite
+from bench.judging.verdicts import scale_of
+from bench.records.evidence import Evidence, rel
+from bench.records.groups import Group, group_runs, host
 
 
-class CompareError(StoreError):
+class NothingToCompare(BadInput):
     """Two results folders with no reading in common: there is nothing to compare (bad input, exit 2)."""
-
-
-def load(folder: Path) -> Evidence:
-    if not Path(folder).is_dir():
-        raise StoreError(f"results folder {folder} does not exist")
-    return evidence.read(Path(folder))
 
 
 def canonical_complete(ev: Evidence, recipe, variant) -> list[dict]:
@@ -63,7 +57,7 @@ def side(group: Group, metric: str) -> dict:
     return {"group": group.label, "n": len(values), "seeds": group.seeds, "values": values,
             "mean": stats.mean(finite_values), "std": stats.std(finite_values),
             "seconds_per_epoch": seconds_per_epoch(group.runs), "machines": group.machines,
-            "hosts": sorted({evidence.host(r) for r in group.runs})}
+            "hosts": sorted({host(r) for r in group.runs})}
 
 
 def compare_reading(recipe, base: list[dict], cand: list[dict], alpha: float, min_effect: float,
@@ -110,7 +104,7 @@ def compare_reading(recipe, base: list[dict], cand: list[dict], alpha: float, mi
         p = stats.fisher_more(len(bad), c["n"], base_bad, b["n"])
         row["p_diverged"] = p
         row["notes"].append(f"diverged {len(bad)}/{c['n']} against the baseline's {base_bad}/{b['n']} "
-                            f"(Fisher's exact p = {pvalue(p)})")
+                            f"(Fisher's exact p = {p:.3g})")
         row["diverges_more"] = bool(p < alpha)
     if len(converged) < 2:
         row["broken"] = True
@@ -141,17 +135,17 @@ def compare_reading(recipe, base: list[dict], cand: list[dict], alpha: float, mi
     return row
 
 
-def compare(baseline: Path, candidate: Path, alpha: float = stats.ALPHA, min_effect: float = 0.1,
+def compare(base_ev: Evidence, cand_ev: Evidence, alpha: float = stats.ALPHA, min_effect: float = 0.1,
             min_effect_rel: float = 0.1, max_slowdown: float = 1.25, accepted=()) -> dict:
-    """The whole comparison as plain data (what --json writes)."""
-    base_ev, cand_ev = load(baseline), load(candidate)
+    """The whole comparison of two results folders' evidence, as plain data (what --json writes)."""
+    baseline, candidate = base_ev.root, cand_ev.root
     readings = {}
     for ev in (base_ev, cand_ev):
         for r in ev.records:
             if r["canonical"] and r["status"] == "complete":
                 readings.setdefault((r["recipe"], r["variant"]), None)
     if not readings:
-        raise CompareError(f"neither {baseline} nor {candidate} holds a canonical complete run")
+        raise NothingToCompare(f"neither {baseline} nor {candidate} holds a canonical complete run")
     rows, warnings = [], []
     for name, variant in sorted(readings, key=lambda k: (k[0], k[1] or "")):
         base, cand = canonical_complete(base_ev, name, variant), canonical_complete(cand_ev, name, variant)
@@ -171,54 +165,8 @@ def compare(baseline: Path, candidate: Path, alpha: float = stats.ALPHA, min_eff
     warnings += [f"{baseline}: {w}" for w in base_ev.warnings()]
     warnings += [f"{candidate}: {w}" for w in cand_ev.warnings()]
     broken = [r["reading"] for r in rows if r["broken"]]
-    broken += [f"rejected candidate record {evidence.rel(x.path, Path(candidate))}" for x in cand_ev.rejected]
+    broken += [f"rejected candidate record {rel(x.path, candidate)}" for x in cand_ev.rejected]
     return {"baseline": str(baseline), "candidate": str(candidate), "alpha": alpha, "min_effect": min_effect,
             "min_effect_rel": min_effect_rel, "max_slowdown": max_slowdown, "accepted": sorted(accepted),
             "regressed": [r["reading"] for r in rows if r["regressed"]], "broken": broken,
             "rejected_candidate_records": len(cand_ev.rejected), "readings": rows, "warnings": warnings}
-
-
-def _json_safe(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
-def render(summary: dict) -> str:
-    rows = []
-    for r in summary["readings"]:
-        b, c = r.get("baseline"), r.get("candidate")
-        if b is None:
-            rows.append([r["reading"], r.get("metric", "—"), "—", "—", "—", "—", "—", "—", "—", r["status"]])
-            continue
-        spe = [f"{num(median(x)) if x else '—'}" for x in (b["seconds_per_epoch"], c["seconds_per_epoch"])]
-        ratio = f" (×{r['slowdown']:.2f})" if r.get("slowdown") else ""
-        rows.append([r["reading"], f"{r['metric']} ({r['device']})",
-                     f"{num(b['mean'])} ± {spread(b['std'])} (n={b['n']})",
-                     f"{num(c['mean'])} ± {spread(c['std'])} (n={c['n']})", num(r["delta"]),
-                     pvalue(r.get("p_worse")), pvalue(r.get("welch_p")), pvalue(r.get("mannwhitney_p")),
-                     f"{spe[0]} → {spe[1]}{ratio}", r["status"]])
-    return table(rows, ["reading", "headline", "baseline", "candidate", "Δ mean", "p (worse by > min effect)",
-                        "Welch p", "Mann-Whitney p", "s / epoch", "verdict"])
-
-
-def run_gate(baseline: Path, candidate: Path, json_path: Path, alpha: float = stats.ALPHA, min_effect: float = 0.1,
-             min_effect_rel: float = 0.1, max_slowdown: float = 1.25, accepted=()) -> int:
-    """`python -m bench compare`: print the table, write the JSON summary; 1 when something regressed or broke."""
-    summary = compare(baseline, candidate, alpha, min_effect, min_effect_rel, max_slowdown, accepted)
-    print(render(summary))
-    for w in summary["warnings"]:
-        print(f"warning: {w}")
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(_json_safe(summary), indent=1, sort_keys=True, allow_nan=False) + "\n")
-    bad, broken = summary["regressed"], summary["broken"]
-    if bad or broken:
-        print(f"REGRESSION in {', '.join(bad)}" if bad else "", f"BROKEN: {', '.join(broken)}" if broken else "",
-              f"(summary in {json_path})")
-        return 1
-    print(f"no regression (summary in {json_path})")
-    return 0

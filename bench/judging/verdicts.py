@@ -3,7 +3,7 @@
 A claim about the model (a parameter count) is checked exactly; a wall time on the author's
 unnamed hardware gets no verdict; a number the runs cannot measure the way the document did is
 "not comparable", with the reason; a claim without a better side (an epoch number) is described,
-never judged; every other claim goes through bench.stats.judge on its metric's scale. The
+never judged; every other claim goes through bench.judging.stats.judge on its metric's scale. The
 headline is the primary endpoint; the reading's other judged claims are Holm-corrected together.
 """
 from __future__ import annotations
@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from . import stats
-from .evidence import Group
-from .recipe import DATASETS, TEST_IMAGES, Claim
-from .registry import Recipe
+from bench.contract.recipe import DATASETS, TEST_IMAGES, Claim
+from bench.contract.registry import Recipe
+from bench.judging import stats
+from bench.records.groups import Group
 
 
 @dataclass(frozen=True)

@@ -2,37 +2,25 @@
 
 Layout: results/<recipe>/<started>_seed<seed>_<key8>_<nonce>.json; the in-progress state of
 a run (checkpoint and lock) lives in results/<recipe>/partial/, which is not committed. Every
-record carries a digest of its contents; bench/evidence.py is the one reader.
+record carries a digest of its contents (bench.records.format); bench.records.evidence is the one reader.
 """
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import json
-import math
 import os
 import secrets
 import tempfile
 from pathlib import Path
 from typing import Iterator
 
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)   # 1: before variants, host identity and truncated runs
+from bench.contract.errors import BadInput
+from bench.records.format import clean, digest
 
 
-class StoreError(Exception):
+class StoreError(BadInput):
     """The results folder cannot be used as asked (unwritable, or written by a newer bench)."""
-
-
-def _clean(value):
-    """JSON has no NaN/inf: store them as null so every reader can parse the file."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
 
 
 def partial_dir(results: Path, recipe: str) -> Path:
@@ -53,13 +41,11 @@ def check_writable(folder: Path, what: str = "results folder") -> None:
 
 def write_record(results: Path, record: dict) -> Path:
     """temp file + fsync + link: the record appears whole or not at all, and never replaces one."""
-    from .evidence import digest
-
     folder = Path(results) / record["recipe"]
     folder.mkdir(parents=True, exist_ok=True)
-    clean = _clean({k: v for k, v in record.items() if not k.startswith("_")})
-    clean["digest"] = digest(clean)
-    payload = json.dumps(clean, indent=1, sort_keys=True, allow_nan=False) + "\n"
+    body = clean({k: v for k, v in record.items() if not k.startswith("_")})
+    body["digest"] = digest(body)
+    payload = json.dumps(body, indent=1, sort_keys=True, allow_nan=False) + "\n"
     stamp = record["started_at"].replace(":", "").replace("-", "")[:15]
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".record-", suffix=".tmp")
     try:

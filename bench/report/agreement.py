@@ -1,24 +1,22 @@
 """After a run: do your runs on this machine agree with the committed evidence from other machines?
 
 The first question a user brings is "does it reproduce on MY machine?". This block answers it
-from the records alone (read through bench.evidence): this machine's canonical runs of the
+from the records alone (read through bench.records.evidence): this machine's canonical runs of the
 reading, the runs of every other machine in the same pipeline and device type (mean ± std of the
 converged runs, diverged ones counted apart), a Welch and a Mann-Whitney test between them, and the
 claim's verdict with this machine's runs included.
 """
 from __future__ import annotations
 
-from pathlib import Path
+from bench.judging import stats
+from bench.judging.verdicts import headline_result, scale_of
+from bench.records.evidence import Evidence
+from bench.records.groups import Group, host, machine, split_runs
+from bench.report.fmt import chance, mean_sd, pvalue, suffix
 
-from . import evidence, stats
-from .evidence import Group, host, split_runs
-from .fmt import chance, mean_sd, pvalue, suffix
-from .verdicts import headline_result, scale_of
 
-
-def agreement_lines(recipe, results: Path, pipeline: str, device: str, this_host: str) -> list[str]:
+def agreement_lines(recipe, ev: Evidence, pipeline: str, device: str, this_host: str) -> list[str]:
     h = recipe.headline
-    ev = evidence.read(results, recipe.name)
     rr = split_runs(ev.of(recipe.name, recipe.variant_name), recipe.fingerprint)
     group = next((g for g in rr.groups if g.pipeline == pipeline and g.device == device), None)
     if group is None:
@@ -36,10 +34,10 @@ def agreement_lines(recipe, results: Path, pipeline: str, device: str, this_host
                 + (f" ({len(values)} converged; {lost} diverged)" if lost else ""))
 
     out = [f"== {recipe.label}: your runs against the evidence ({h.metric}, claimed {h.value:g}{suffix(u)})",
-           f"this machine ({', '.join(sorted({evidence.machine(r) for r in mine})) or '—'}): {runs(mine, a)}"]
+           f"this machine ({', '.join(sorted({machine(r) for r in mine})) or '—'}): {runs(mine, a)}"]
     if others:
         hosts = sorted({host(r) for r in others})
-        out.append(f"other machines ({', '.join(sorted({evidence.machine(r) for r in others}))}; {len(hosts)} "
+        out.append(f"other machines ({', '.join(sorted({machine(r) for r in others}))}; {len(hosts)} "
                    f"host(s)): {runs(others, b)}")
         pw, pm = stats.welch(a, b), stats.mann_whitney(a, b)
         if len(a) >= 2 and len(b) >= 2:

@@ -64,7 +64,7 @@ def _band(curves: list[dict], key: str) -> tuple[np.ndarray, ...] | None:
 def curves_figure(path: Path, title: str, curves: list[dict], log_points=()) -> Path:
     """Accuracy (test, and validation when recorded) and training loss against epoch:
     the mean over seeds as a line, the min-max over seeds as a band, and the document's own
-    printed log (bench.recipe.LogPoint) as points over it."""
+    printed log (bench.contract.recipe.LogPoint) as points over it."""
     with matplotlib.style.context("default"):
         fig = Figure(figsize=(9.6, 3.6))
         acc, loss = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)

@@ -1,13 +1,9 @@
 """How numbers are printed in REPORT.md and on the console: one place, so every table agrees."""
 from __future__ import annotations
 
-import math
-
 from tabulate import tabulate
 
-
-def finite(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+from bench.judging.stats import finite
 
 
 def num(v, unit: str = "") -> str:

@@ -1,10 +1,10 @@
 """REPORT.md from the results folder and the recipe modules, nothing else.
 
-Records come from bench.evidence (validated, cross-checked, copies counted once); rejected ones
+Records come from bench.records.evidence (validated, cross-checked, copies counted once); rejected ones
 open the report. Statistics use the canonical, complete runs of each reading's current
 fingerprint; every run counts, a seed rerun on other hardware included. Smoke runs, truncated
 runs (early curves only) and older fingerprints are listed, never mixed in. Verdicts follow
-bench.stats (see README, "Reading REPORT.md"). Same results in, same bytes out.
+bench.judging.stats (see README, "Reading REPORT.md"). Same results in, same bytes out.
 """
 from __future__ import annotations
 
@@ -13,14 +13,33 @@ from pathlib import Path
 
 import numpy as np
 
-from . import early, evidence, figures, registry, stats
-from .determinism import hardware
-from .engine import honest_selection
-from .evidence import Evidence, Group, ReadingRuns, machine, rel, split_runs
-from .fmt import chance, finite, interval, mean_sd, num, pvalue, suffix, table
-from .registry import Recipe
-from .store import StoreError
-from .verdicts import ClaimResult, headline_result, judge_reading, scale_of
+from bench.contract import registry
+from bench.contract.registry import Recipe
+from bench.judging import early, stats
+from bench.judging.verdicts import ClaimResult, headline_result, judge_reading, scale_of
+from bench.records.evidence import Evidence, rel
+from bench.records.format import hardware
+from bench.records.groups import (
+    Group,
+    ReadingRuns,
+    device_type,
+    host,
+    machine,
+    retraces,
+    split_runs,
+)
+from bench.records.selection import honest_selection
+from bench.report import figures
+from bench.report.fmt import (
+    chance,
+    finite,
+    interval,
+    mean_sd,
+    num,
+    pvalue,
+    suffix,
+    table,
+)
 
 FIGURES_DIR = "report_figures"
 
@@ -125,11 +144,11 @@ def runs_by_machine(recipe: Recipe, rr: ReadingRuns) -> list[str]:
     for g in rr.groups:
         by: dict[tuple, list] = {}
         for r in g.runs:
-            by.setdefault((machine(r), evidence.host(r)), []).append(r)
-        for (label, host), runs in sorted(by.items()):
+            by.setdefault((machine(r), host(r)), []).append(r)
+        for (label, host_id), runs in sorted(by.items()):
             values = [r["metrics"].get(metric) for r in runs]
             good = stats.converged(values, scale)
-            rows.append([g.label, label, host, len(runs), ", ".join(str(r["seed"]) for r in runs),
+            rows.append([g.label, label, host_id, len(runs), ", ".join(str(r["seed"]) for r in runs),
                          mean_sd(stats.mean(good), stats.std(good), len(good), unit), len(runs) - len(good),
                          median_seconds(runs)])
     out = [table(rows, ["pipeline / device", "hardware", "host", "runs", "seeds", f"{metric} mean ± std",
@@ -230,14 +249,14 @@ def determinism_lines(recipe: Recipe, rr: ReadingRuns, ev: Evidence) -> list[str
                 out.append(f"- {g.label}: seed {r['seed']} was rerun {len(ev.copies[r['_path']])} time(s) on the same "
                            f"machine and thread count: bitwise identical weights (counted once)")
         for seed, runs in g.reruns.items():
-            same_place = Counter((evidence.host(r), r.get("threads")) for r in runs)
+            same_place = Counter((host(r), r.get("threads")) for r in runs)
             alarm = any(n > 1 for n in same_place.values())
             out.append(f"- {g.label}: seed {seed} has {len(runs)} distinct runs, each a draw of its own"
                        + (" — **different bits on one machine and thread count: not deterministic**" if alarm else
                           " (other machines: other bits are expected)"))
             out += [f"  - weights `{r['weights_sha256'][:12]}`: {r['started_at'][:10]} on {machine(r)}, host "
-                    f"{evidence.host(r)}" for r in runs]
-    for x in evidence.retraces(rr):
+                    f"{host(r)}" for r in runs]
+    for x in retraces(rr):
         what = (f"- seed {x.truncated['seed']}: epochs {x.first}-{x.last} of a truncated run "
                 f"({x.truncated['epochs_run']} epochs, {x.truncated['started_at'][:10]}) were trained again by a later "
                 f"run of the same key ({x.later['status']}, {x.later['started_at'][:10]}): ")
@@ -295,7 +314,7 @@ def listed_lines(recipe: Recipe, title: str, records: list[dict], results: Path)
     if not records:
         return []
     h = recipe.headline
-    rows = [[rel(r["_path"], results), r["seed"], f"{r['pipeline']} / {evidence.device_type(r)}",
+    rows = [[rel(r["_path"], results), r["seed"], f"{r['pipeline']} / {device_type(r)}",
              "current" if r["fingerprint"] == recipe.fingerprint else f"older `{r['fingerprint']}`",
              ", ".join(f"{k}={v}" for k, v in sorted(r["overrides"].items())) or "—",
              num(r["metrics"].get(h.metric), h.unit), f"{r['epochs_run']}" + (
@@ -372,13 +391,9 @@ def rejected_lines(ev: Evidence, results: Path) -> list[str]:
              "`python -m bench report --strict` fails on them):"), "", table(sorted(rows), ["file", "reason"]), ""]
 
 
-def write_report(results: Path, out: Path) -> tuple[Path, Evidence]:
-    """REPORT.md at `out`, its figures in report_figures/ beside it; returns the evidence it read."""
-    results, out = Path(results), Path(out)
-    if not results.is_dir():
-        raise StoreError(f"results folder {results} does not exist (run `python -m bench run` first, "
-                         "or pass --results)")
-    ev = evidence.read(results)
+def write_report(ev: Evidence, out: Path) -> Path:
+    """REPORT.md at `out` from a results folder's evidence, its figures in report_figures/ beside it."""
+    results, out = Path(ev.root), Path(out)
     recipes = registry.all_recipes()
     readings = [r for c in recipes for r in [c] + [registry.load(c.name, v.name) for v in c.variants]]
     runs = {r.label: runs_of(ev, r) for r in readings}
@@ -404,4 +419,4 @@ def write_report(results: Path, out: Path) -> tuple[Path, Evidence]:
         lines += reading_section(r, runs[r.label], ev, results, figs)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines))
-    return out, ev
+    return out

@@ -19,17 +19,19 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 import torch
 from tqdm import tqdm
 
-from .runner import Interrupted, RunOptions, Terminated, now
-from .store import partial_dir
+from bench.contract.errors import Interrupted, Terminated
+from bench.records.store import partial_dir
+from bench.running.options import RunOptions
+from bench.running.runner import now
 
 STOP_WAIT_S = 300          # how long the parent waits for interrupted children before killing them
 
 
 def child_command(recipe, seed: int, opts: RunOptions, threads: int) -> list[str]:
     cmd = [sys.executable, "-m", "bench", "run", "--recipe", recipe.name, "--seeds", "1",
-           "--seed-start", str(seed), "--device", str(opts.device), "--pipeline", opts.pipeline,
+           "--seed-start", str(seed), "--device", opts.device.type, "--pipeline", opts.pipeline,
            "--results", str(opts.results), "--data-dir", str(opts.data_dir), "--no-progress",
-           "--threads", str(threads), "--progress-lines", "--step", opts.step]
+           "--threads", str(threads), "--progress-lines", "--step", opts.step, "--precision", opts.precision]
     if recipe.variant is not None:
         cmd += ["--variant", recipe.variant_name]
     for k, v in opts.overrides.items():
@@ -49,12 +51,12 @@ class Children:
         self.lock = threading.Lock()
         self.stopping = False
 
-    def start(self, seed: int, cmd: list[str]) -> subprocess.Popen | None:
+    def start(self, seed: int, cmd: list[str], env: dict) -> subprocess.Popen | None:
         with self.lock:
             if self.stopping:
                 return None
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                                    cwd=os.getcwd(), start_new_session=True)   # our signals, not the terminal's
+                                    cwd=os.getcwd(), env=env, start_new_session=True)   # our signals, not the terminal's
             self.procs[seed] = proc
             return proc
 
@@ -73,6 +75,25 @@ class Children:
                 p.wait()
 
 
+def visible_gpus() -> list[str]:
+    """The GPUs a child may be given, as CUDA_VISIBLE_DEVICES names them (the parent's own list, if set)."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [d.strip() for d in listed.split(",") if d.strip()]
+    return [str(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+
+
+def child_env(slot: int, opts: RunOptions, gpus: list[str]) -> dict:
+    """A child's environment: on a machine with several GPUs one GPU per child (round robin by slot), so
+    that `--device cuda` does not put every child on the first; OpenMP threads that sleep when idle
+    (OMP_WAIT_POLICY=PASSIVE: K processes share the cores; the bits are the same) unless the user chose."""
+    env = dict(os.environ)
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if opts.device.type == "cuda" and len(gpus) > 1:
+        env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
+    return env
+
+
 def run_parallel(recipe, seeds: list[int], opts: RunOptions, jobs: int, seed_seconds: float | None = None,
                  log=print) -> tuple[int, list[int]]:
     """K seeds at once as child processes; returns (children that failed, seeds the budget left)."""
@@ -84,20 +105,23 @@ def run_parallel(recipe, seeds: list[int], opts: RunOptions, jobs: int, seed_sec
     logs.mkdir(parents=True, exist_ok=True)
     children = Children()
     bars: dict[int, tqdm] = {}
+    gpus = visible_gpus() if opts.device.type == "cuda" else []
 
     def one(slot_seed):
         slot, seed = slot_seed
         log_path = logs / f"seed{seed}-{os.getpid()}.log"
         if opts.deadline is not None and opts.deadline - now() < (seed_seconds or 0):
             return seed, "budget", "", log_path
-        proc = children.start(seed, child_command(recipe, seed, opts, threads))
+        proc = children.start(seed, child_command(recipe, seed, opts, threads), child_env(slot, opts, gpus))
         if proc is None:
             return seed, None, "", log_path
-        last = ""
+        last, stopped = "", False
         with open(log_path, "w") as f:
             for line in proc.stdout:
                 f.write(line)
-                if line.startswith("@progress "):
+                if line.startswith("@left "):
+                    stopped = True               # the child's budget ran out before its seed finished
+                elif line.startswith("@progress "):
                     epoch, total, *rest = line.split()[1:]
                     if opts.progress:
                         bar = bars.setdefault(seed, tqdm(total=int(total), position=slot % jobs + 1, leave=False,
@@ -109,7 +133,7 @@ def run_parallel(recipe, seeds: list[int], opts: RunOptions, jobs: int, seed_sec
         rc = proc.wait()
         if seed in bars:
             bars.pop(seed).close()
-        return seed, rc, last, log_path
+        return seed, "budget" if rc == 0 and stopped else rc, last, log_path
 
     failures, left = 0, []
     t0 = time.perf_counter()
@@ -119,8 +143,10 @@ def run_parallel(recipe, seeds: list[int], opts: RunOptions, jobs: int, seed_sec
         for future in tqdm(as_completed(futures), total=len(seeds), unit="seed", desc=f"{recipe.label} x{jobs}",
                            disable=not opts.progress, position=0):
             seed, rc, last, log_path = future.result()
-            if rc == "budget" or (rc == 0 and "budget spent" in last):
+            if rc == "budget":
                 left.append(seed)
+                log(f"{recipe.label} seed {seed}: the budget ran out before it finished"
+                    + (f" (its checkpoint is kept; {last})" if last else ""))
             elif rc == 0:
                 log(last)
                 log_path.unlink(missing_ok=True)

@@ -2,14 +2,14 @@
 
 The driver (this process) owns the results folder: it reads what is recorded, puts each dataset
 into Ray's object store once, submits one task per (reading, seed), and writes each record that a
-task returns with bench.store.write_record, as a local run does. A worker needs no shared
+task returns with bench.records.store.write_record, as a local run does. A worker needs no shared
 filesystem: it gets the recipe's name, the seed, the run options and the arrays, sets its thread
 count before anything else, computes the run key with its own host identity (so "already recorded
 on this machine" still means the machine that trains), skips a key the driver reports recorded,
-and trains with bench.runner.train_and_record. A worker lost mid-run is retried by Ray
+and trains with bench.running.runner.train_and_record. A worker lost mid-run is retried by Ray
 (MAX_RETRIES), resuming from its checkpoint when the checkpoint folder is shared (--checkpoint-dir,
 or the results folder on a local instance), else from scratch; only a task that finishes returns a
-record and the driver writes each task's record once. The worker side is bench/ray_worker.py.
+record and the driver writes each task's record once. The worker side is bench/running/ray_worker.py.
 
 Progress: the engine's per-epoch "@progress EPOCH TOTAL ..." lines (RunnerContext, lines=True)
 are read from the task's stdout and sent to a small ProgressBoard actor that the driver polls for
@@ -30,11 +30,24 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from .cli_args import UsageError
-from .ray_worker import ProgressBoard, train_task
+import torch
+
+from bench.contract.errors import Interrupted, Terminated, UsageError
+from bench.records import evidence
+from bench.records.store import write_record
+from bench.running.options import Campaign, RayOptions
+from bench.running.ray_worker import ProgressBoard, train_task
+from bench.running.runner import (
+    code_version,
+    done_here,
+    effective_hparams,
+    now,
+    refuse_rejected,
+)
+from bench.training import data as data_layer
+from bench.training.data import DataError
 
 INSTALL = 'pip install -e ".[ray]"'
-RAY_ONLY = ("address", "gpus_per_run", "cpus_per_run", "checkpoint_dir")
 CONNECT_TIMEOUT_S = 5.0     # an --address that does not accept a connection in this time is an error (exit 2)
 MAX_RETRIES = 3             # a task whose worker process or node dies is run again this many times
 POLL_S = 0.5                # how often the driver refreshes its bars
@@ -53,23 +66,24 @@ def ray_installed() -> bool:
     return importlib.util.find_spec("ray") is not None
 
 
-def check_args(args) -> None:
+def check_options(backend: str, ray: RayOptions, jobs: int, device: Optional[str]) -> None:
     """Bad --backend ray input, before anything is read, trained or written (exit 2, one line)."""
-    given = [f"--{name.replace('_', '-')}" for name in RAY_ONLY if getattr(args, name, None) is not None]
-    if args.backend != "ray":
+    given = [flag for flag, value in (("--address", ray.address), ("--gpus-per-run", ray.gpus_per_run),
+                                      ("--cpus-per-run", ray.cpus_per_run), ("--checkpoint-dir", ray.checkpoint_dir))
+             if value is not None]
+    if backend != "ray":
         if given:
             raise UsageError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} only with --backend ray")
         return
     if not ray_installed():
         raise UsageError(f"--backend ray needs Ray, which is not installed here: {INSTALL}")
-    if args.jobs > 1:
+    if jobs > 1:
         raise UsageError("--jobs is for --backend local; with Ray as many seeds run at once as "
                          "--cpus-per-run / --gpus-per-run fit on the cluster")
-    if args.device is not None and args.device.startswith("cpu") and args.gpus_per_run is not None:
+    if device is not None and device.startswith("cpu") and ray.gpus_per_run is not None:
         raise UsageError("--gpus-per-run needs --device cuda (a CPU run reserves no GPU)")
-    if args.checkpoint_dir is not None:
-        from .cli_args import check_folder_arg
-        check_folder_arg("--checkpoint-dir", Path(args.checkpoint_dir))
+    if ray.checkpoint_dir is not None and ray.checkpoint_dir.exists() and not ray.checkpoint_dir.is_dir():
+        raise UsageError(f"--checkpoint-dir {ray.checkpoint_dir} is a file, not a folder")
 
 
 def _probe(address: str) -> None:
@@ -113,13 +127,16 @@ def connect(address: Optional[str]) -> bool:
 
 @functools.lru_cache(maxsize=None)
 def _remote():
+    """(the CPU task, the GPU task, the progress board) as Ray remotes. A GPU task runs in a fresh worker
+    process each time (max_calls=1): a reused one would keep its first task's CUDA context, and Ray sets
+    max_calls=1 by itself only for num_gpus given to ray.remote, not to .options()."""
     import ray
-    return ray.remote(train_task), ray.remote(num_cpus=0)(ProgressBoard)
+    return ray.remote(train_task), ray.remote(max_calls=1)(train_task), ray.remote(num_cpus=0)(ProgressBoard)
 
 
 def _board():
     import ray
-    _, board_cls = _remote()
+    *_, board_cls = _remote()
     try:                                        # on the driver's node when it is part of the cluster
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
         here = ray.get_runtime_context().get_node_id()
@@ -147,48 +164,40 @@ def _why(exc) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
-def _resources(args, device) -> tuple[float, float, int]:
+def _resources(ray_opts: RayOptions, threads: Optional[int], device) -> tuple[float, float, int]:
     """(CPUs, GPUs, threads) of one seed's task."""
-    cpus = args.cpus_per_run or args.threads or 1
-    threads = args.threads or cpus
-    gpus = (args.gpus_per_run or 1.0) if device.type == "cuda" else 0.0
+    cpus = ray_opts.cpus_per_run or threads or 1
+    threads = threads or cpus
+    gpus = (ray_opts.gpus_per_run or 1.0) if device.type == "cuda" else 0.0
     return cpus, gpus, threads
 
 
-def run_campaign(args, plans, seeds: list[int], deadline: Optional[float], log=print) -> int:
-    """Every (reading, seed) of `plans` as Ray tasks; returns the exit code (1 when a seed failed)."""
+def run_campaign(campaign: Campaign, plans, deadline: Optional[float], log=print) -> tuple[int, dict[str, list[int]]]:
+    """Every (reading, seed) of `plans` as Ray tasks; returns (seeds that failed, label -> seeds the budget left)
+    for every reading that was submitted."""
     import ray
 
-    if any(o.device.type == "cpu" for _, o in plans) and args.gpus_per_run is not None:
+    if any(o.device.type == "cpu" for _, o in plans) and campaign.ray.gpus_per_run is not None:
         raise UsageError("--gpus-per-run needs --device cuda (a CPU run reserves no GPU)")
-    owned = connect(args.address)
+    owned = connect(campaign.ray.address)
     try:
-        return _campaign(args, plans, seeds, deadline, log)
+        return _campaign(campaign, plans, deadline, log)
     finally:
         if owned:
             ray.shutdown()
 
 
-def _campaign(args, plans, seeds, deadline, log) -> int:
+def _campaign(campaign: Campaign, plans, deadline, log) -> tuple[int, dict[str, list[int]]]:
     import ray
-    import torch
     from tqdm import tqdm
 
-    from . import data as data_layer
-    from . import evidence
-    from .run_command import continue_command
-    from .data import DataError
-    from .determinism import host_identity
-    from .runner import (Interrupted, RejectedRecord, Terminated, code_version, done_here, effective_hparams,
-                         now)
-    from .store import write_record
-
-    task, _ = _remote()
-    local_instance = args.address is None
+    seeds = list(campaign.seeds)
+    cpu_task, gpu_task, _ = _remote()
+    local_instance = campaign.ray.address is None
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     total = ray.cluster_resources()
     log(f"Ray: {len(nodes)} node(s), {total.get('CPU', 0):g} CPU(s), {total.get('GPU', 0):g} GPU(s)"
-        + (" (a local instance)" if local_instance else f" at {args.address}"))
+        + (" (a local instance)" if local_instance else f" at {campaign.ray.address}"))
     test_exit = None
     if os.environ.get(TEST_EXIT_AFTER) and os.environ.get(TEST_EXIT_MARKER):
         test_exit = (int(os.environ[TEST_EXIT_AFTER]), os.environ[TEST_EXIT_MARKER])
@@ -197,14 +206,7 @@ def _campaign(args, plans, seeds, deadline, log) -> int:
     done: dict[str, frozenset] = {}             # every reading's recorded keys, read before any task starts
     for recipe, opts in plans:
         ev = evidence.read(opts.results, recipe.name)
-        if not opts.force:
-            for seed in seeds:
-                blocked = ev.rejected_for(recipe.name, seed)
-                if blocked:
-                    raise RejectedRecord(f"{recipe.label} seed {seed}: {evidence.rel(blocked[0].path, opts.results)} "
-                                         f"is rejected ({blocked[0].reason}); it may be this seed's record, so it is "
-                                         "not retrained silently: move the file out of the results folder, or pass "
-                                         "--force")
+        refuse_rejected(ev, recipe, seeds, opts.force)
         done[recipe.label] = frozenset(r["key"] for r in ev.records if done_here([r], r.get("key"), opts.stop_after))
 
     board = _board()
@@ -215,7 +217,7 @@ def _campaign(args, plans, seeds, deadline, log) -> int:
     skipped_recipes = []
     for recipe, opts in plans:
         hp, parsed = effective_hparams(recipe, opts)
-        cpus, gpus, threads = _resources(args, opts.device)
+        cpus, gpus, threads = _resources(campaign.ray, opts.threads, opts.device)
         kind = "smoke (non-canonical)" if parsed else "canonical"
         cut = f", stopping after epoch {opts.stop_after} of {hp.epochs}" if opts.stop_after else ""
         log(f"{recipe.label} [{recipe.fingerprint}] seeds {seeds[0]}..{seeds[-1]} on {opts.device.type}, pipeline "
@@ -231,14 +233,14 @@ def _campaign(args, plans, seeds, deadline, log) -> int:
             try:
                 put[hp.dataset] = ray.put(data_layer.load(hp.dataset, opts.data_dir))
             except DataError as exc:
-                if not args.all:
+                if not campaign.run_all:
                     raise
                 log(f"skipped {recipe.label}: {exc}")
                 put[hp.dataset] = None
                 skipped_recipes.append(recipe.label)
                 continue
-        if args.checkpoint_dir is not None:
-            root = str(Path(args.checkpoint_dir).absolute())
+        if campaign.ray.checkpoint_dir is not None:
+            root = str(Path(campaign.ray.checkpoint_dir).absolute())
         else:                                   # a local instance shares this machine's results folder
             root = str(Path(opts.results).absolute()) if local_instance else None
         wopts = dataclasses.replace(opts, device=torch.device(opts.device.type), progress=False,
@@ -249,14 +251,15 @@ def _campaign(args, plans, seeds, deadline, log) -> int:
                     "harness": code_version()[1], "seed": seed, "opts": wopts, "threads": threads,
                     "checkpoint_root": root, "deadline": wall_deadline, "tag": f"{recipe.label}#{seed}",
                     "test_exit": test_exit}
+            task = gpu_task if gpus else cpu_task
             ref = task.options(num_cpus=cpus, num_gpus=gpus, max_retries=MAX_RETRIES,
                                name=f"bench {recipe.label} seed {seed}").remote(spec, put[hp.dataset],
                                                                                 done[recipe.label], board)
             pending[ref] = Job(recipe, opts, seed, spec["tag"])
     if not pending:
-        return 0
+        return 0, {}
 
-    show = not args.no_progress
+    show = any(o.progress for _, o in plans)
     if show:                                    # lines above the bars, not through them
         log = tqdm.write
     overall = tqdm(total=len(pending), unit="seed", desc=f"Ray x{len(pending)}", disable=not show, position=0,
@@ -363,19 +366,4 @@ def _campaign(args, plans, seeds, deadline, log) -> int:
     n = sum(len(v) for v in records.values())
     log(f"{n} new record(s) from Ray in {time.perf_counter() - t0:.1f} s")
 
-    from .agreement import agreement_lines
-    for recipe, opts in plans:
-        label = recipe.label
-        if label in skipped_recipes or label not in left:
-            continue
-        if left[label]:
-            todo = sorted(left[label])
-            cmd = continue_command(args, recipe, list(range(todo[0], todo[-1] + 1)))
-            cmd += " --backend ray" + "".join(f" --{f.replace('_', '-')} {getattr(args, f)}" for f in RAY_ONLY
-                                              if getattr(args, f, None) is not None)
-            log(f"budget spent: {len(todo)} seed(s) of {label} left ({', '.join(map(str, todo))}); continue with:\n"
-                f"  {cmd}")
-        elif local_instance and not effective_hparams(recipe, opts)[1]:
-            log("\n".join(agreement_lines(recipe, opts.results, opts.pipeline, opts.device.type,
-                                          host_identity(opts.device))))
-    return 1 if failures else 0
+    return failures, {label: sorted(seeds) for label, seeds in left.items() if label not in skipped_recipes}

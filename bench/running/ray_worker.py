@@ -12,6 +12,21 @@ import time
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
+
+from bench.contract import registry
+from bench.records.store import partial_dir, run_lock
+from bench.running.runner import (
+    BudgetReached,
+    code_version,
+    effective_hparams,
+    now,
+    run_key,
+    train_and_record,
+)
+from bench.training.determinism import set_threads
+from bench.training.environment import host_identity
+
 
 class CodeMismatch(RuntimeError):
     """A worker node runs other bench or recipe code than the driver: its records would not be comparable."""
@@ -51,16 +66,7 @@ class _ProgressOut(io.TextIOBase):
 
 def train_task(spec: dict, arrays: dict, done_keys: frozenset, board) -> dict:
     """One seed in a Ray worker: {"status": "record" | "done" | "busy" | "budget", ...}."""
-    from .determinism import set_threads
     set_threads(spec["threads"])                # before anything else: a CPU run's bits depend on it
-
-    import numpy as np
-
-    from . import registry
-    from .determinism import host_identity
-    from .runner import BudgetReached, code_version, effective_hparams, now, run_key, train_and_record
-    from .store import partial_dir, run_lock
-
     node = platform.node()
     recipe = registry.load(spec["name"], spec["variant"])
     if recipe.fingerprint != spec["fingerprint"] or code_version()[1] != spec["harness"]:
@@ -74,9 +80,9 @@ def train_task(spec: dict, arrays: dict, done_keys: frozenset, board) -> dict:
             return {"status": "budget", "message": f"{recipe.label} seed {seed}: budget spent before it started",
                     "node": node}
         opts = dataclasses.replace(opts, deadline=now() + left)
+    opts = dataclasses.replace(opts, host=host_identity(opts.device))   # the machine that trains, not the driver's
     _, parsed = effective_hparams(recipe, opts)
-    host = host_identity(opts.device)
-    key = run_key(recipe, seed, opts, parsed, host)
+    key = run_key(recipe, seed, opts, parsed)
     if key in done_keys and not opts.force:
         return {"status": "done", "key": key, "node": node}
     root = Path(spec["checkpoint_root"]) if spec["checkpoint_root"] else None
@@ -88,7 +94,7 @@ def train_task(spec: dict, arrays: dict, done_keys: frozenset, board) -> dict:
         out = _ProgressOut(board, spec["tag"], sys.stdout, spec.get("test_exit"))
         try:
             with contextlib.redirect_stdout(out):
-                record = train_and_record(recipe, seed, arrays, opts, key, host, checkpoint)
+                record = train_and_record(recipe, seed, arrays, opts, key, checkpoint)
         except BudgetReached as exc:
             return {"status": "budget", "message": str(exc), "node": node}
         if checkpoint is not None and not record["truncated"]:   # a truncated run keeps it: a later call continues

@@ -16,59 +16,36 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Optional
 
 import torch
 
-from . import data as data_layer
-from . import evidence
-from .determinism import environment, git_commit, host_identity, machine_key, seed_everything
-from .engine import RunContext, summarize, train
-from .recipe import DATASETS, OverrideError, apply_overrides, count_params
-from .registry import Recipe, harness_hash
-from .splits import make_splits
-from .store import SCHEMA_VERSION, partial_dir, run_lock, write_record
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-@dataclass
-class RunOptions:
-    results: Path
-    data_dir: Path
-    device: torch.device
-    pipeline: str = "fast"
-    overrides: dict = field(default_factory=dict)   # field -> text, as given on the command line
-    force: bool = False
-    progress: bool = True
-    threads: Optional[int] = None
-    stop_after: Optional[int] = None
-    deadline: Optional[float] = None                # time.monotonic() at which a --budget is spent
-    progress_lines: bool = False                    # a --jobs child: one line per epoch for the parent
-    step: str = "eager"                             # the training step (bench/step.py): "eager" | "graph"
+from bench.contract.errors import BadInput, Interrupted, Terminated
+from bench.contract.fingerprint import ROOT
+from bench.contract.recipe import DATASETS, OverrideError, apply_overrides, count_params
+from bench.contract.registry import Recipe
+from bench.records import evidence
+from bench.records.format import SCHEMA_VERSION, machine_key
+from bench.records.selection import summarize
+from bench.records.store import partial_dir, run_lock, write_record
+from bench.running.options import RunOptions
+from bench.training import data as data_layer
+from bench.training.determinism import seed_everything
+from bench.training.engine import RunContext, train
+from bench.training.environment import environment, git_commit, software
+from bench.training.harness import harness_hash
+from bench.training.splits import make_splits
 
 
-class RejectedRecord(Exception):
+class RejectedRecord(BadInput):
     """A seed whose record is rejected is never retrained silently (exit 2: the user decides)."""
 
 
 class BudgetReached(Exception):
     """The --budget is spent: the run stopped at a checkpoint and continues when rerun."""
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread by bench.cli's handler so a run stops as on Ctrl-C."""
-
-
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C or SIGTERM during a run; the message says what was saved; code is the exit status."""
-
-    def __init__(self, message: str, code: int = 130):
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass
@@ -103,10 +80,12 @@ def cpu_threads(opts: RunOptions) -> Optional[int]:
     return torch.get_num_threads() if opts.device.type == "cpu" else None
 
 
-def run_key(recipe: Recipe, seed: int, opts: RunOptions, parsed: dict, host: Optional[str] = None) -> str:
+def run_key(recipe: Recipe, seed: int, opts: RunOptions, parsed: dict) -> str:
+    """Everything the bits of a run depend on: a rerun with one of them changed is another run (after a
+    torch upgrade a seed trains again instead of counting as already recorded)."""
     what = {"recipe": recipe.name, "variant": recipe.variant_name, "fingerprint": recipe.fingerprint, "seed": seed,
             "overrides": parsed, "pipeline": opts.pipeline, "device": opts.device.type, "threads": cpu_threads(opts),
-            "host": host or host_identity(opts.device), "step": opts.step}
+            "host": opts.host, "step": opts.step, "precision": opts.precision, "software": software(opts.device)}
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
@@ -156,13 +135,13 @@ def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def train_and_record(recipe: Recipe, seed: int, arrays: dict, opts: RunOptions, key: str, host: str,
+def train_and_record(recipe: Recipe, seed: int, arrays: dict, opts: RunOptions, key: str,
                      checkpoint: Optional[Path]) -> dict:
     """Train one seed (resuming from its checkpoint) and return its record, unwritten: what a local
     run and a Ray worker both do; whoever owns the results folder writes it."""
     hp, parsed = effective_hparams(recipe, opts)
     params, constraints = preflight(recipe, hp)
-    gens = seed_everything(seed, opts.device)
+    gens = seed_everything(seed, opts.device, opts.precision)
     splits = make_splits(arrays, hp, gens["split"], opts.device)
     ctx = RunnerContext(recipe.label, seed, opts.device, gens, opts.pipeline, checkpoint, key, opts.progress,
                         stop_after=opts.stop_after, deadline=opts.deadline,
@@ -187,7 +166,7 @@ def train_and_record(recipe: Recipe, seed: int, arrays: dict, opts: RunOptions, 
         "constraints": constraints, "wall_time_s": metrics["wall_time_s"], "epochs_run": result.epochs_run,
         "epochs_planned": hp.epochs, "stop_after": opts.stop_after, "truncated": result.truncated,
         "resumed_from_epoch": result.resumed_from, "device": str(opts.device), "env": env,
-        "machine": machine_key(env), "host": host, "threads": cpu_threads(opts),
+        "machine": machine_key(env), "host": opts.host, "threads": cpu_threads(opts), "precision": opts.precision,
         "git_commit": code_version()[0], "started_at": started, "finished_at": _now(),
         "weights_sha256": result.weights_sha256, "status": "truncated" if result.truncated else "complete",
         "assumptions": [dataclasses.asdict(a) for a in recipe.assumptions], "extra": result.extra,
@@ -198,30 +177,37 @@ def run_seed(recipe: Recipe, seed: int, arrays: dict, opts: RunOptions,
              log: Callable[[str], None] = print) -> Optional[dict]:
     """Train one seed unless it is done here or running elsewhere; returns the new record or None."""
     _, parsed = effective_hparams(recipe, opts)
-    host = host_identity(opts.device)
-    key = run_key(recipe, seed, opts, parsed, host)
+    key = run_key(recipe, seed, opts, parsed)
     with run_lock(opts.results, recipe.name, key) as mine:
         if not mine:
             log(f"{recipe.label} seed {seed}: another process is running it; skipped")
             return None
-        ev = evidence.read(opts.results, recipe.name)
+        # under the lock, the records another process may have written since the command read the folder
+        ev = evidence.read(opts.results, recipe.name, names=evidence.names_of(seed, key))
         done = done_here(ev.records, key, opts.stop_after)
         if done and not opts.force:
             log(f"{recipe.label} seed {seed}: already recorded on this machine ({Path(done[0]['_path']).name}); "
                 "skipped (--force reruns into a new record)")
             return None
-        blocked = ev.rejected_for(recipe.name, seed)
-        if blocked and not opts.force:
-            raise RejectedRecord(f"{recipe.label} seed {seed}: {evidence.rel(blocked[0].path, opts.results)} is "
-                                 f"rejected ({blocked[0].reason}); it may be this seed's record, so it is not "
-                                 "retrained silently: move the file out of the results folder, or pass --force")
         checkpoint = partial_dir(opts.results, recipe.name) / f"{key}.pt"
-        record = train_and_record(recipe, seed, arrays, opts, key, host, checkpoint)
+        record = train_and_record(recipe, seed, arrays, opts, key, checkpoint)
         path = write_record(opts.results, record)
         if not record["truncated"]:    # a truncated run keeps its checkpoint: a later call continues it
             checkpoint.unlink(missing_ok=True)
         record["_path"] = str(path)
         return record
+
+
+def refuse_rejected(ev: evidence.Evidence, recipe: Recipe, seeds, force: bool) -> None:
+    """A seed whose record may be a rejected file is never retrained silently (exit 2: the user decides)."""
+    if force:
+        return
+    for seed in seeds:
+        blocked = ev.rejected_for(recipe.name, seed)
+        if blocked:
+            raise RejectedRecord(f"{recipe.label} seed {seed}: {evidence.rel(blocked[0].path, ev.root)} is "
+                                 f"rejected ({blocked[0].reason}); it may be this seed's record, so it is not "
+                                 "retrained silently: move the file out of the results folder, or pass --force")
 
 
 def run_seeds(recipe: Recipe, seeds: list[int], opts: RunOptions, arrays=None, seed_seconds: Optional[float] = None,

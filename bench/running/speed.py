@@ -8,7 +8,7 @@ is the engine's own (training + evaluation), and the batches alone (no model) ar
 The floor is the model's own training step on batches already prepared on the device (the
 recipe without augmentation, unshuffled slices of the once-normalized split, the same
 evaluation): the fast pipeline's overhead is its epoch over the floor's (target: within 1.15x).
-On CUDA the fast pipeline runs the graph step (bench/step.py) and its eager step is timed too.
+On CUDA the fast pipeline runs the graph step (bench/training/step.py) and its eager step is timed too.
 Nothing is recorded: a timing is only comparable with the other number printed beside it.
 """
 from __future__ import annotations
@@ -19,12 +19,20 @@ import time
 
 import torch
 
-from . import data as data_layer
-from .determinism import environment, machine_key, seed_everything
-from .engine import RunContext, faithful_batches, faithful_loader, fast_batches, train
-from .registry import Recipe
-from .splits import make_splits
-from .step import resolve as resolve_step
+from bench.contract.registry import Recipe
+from bench.records.format import machine_key
+from bench.training import data as data_layer
+from bench.training.determinism import seed_everything
+from bench.training.engine import (
+    RunContext,
+    faithful_batches,
+    faithful_loader,
+    fast_batches,
+    train,
+)
+from bench.training.environment import environment
+from bench.training.splits import make_splits
+from bench.training.step import resolve as resolve_step
 
 
 def batches_only(recipe: Recipe, hp, splits, pipeline: str, device: torch.device) -> float:

@@ -13,7 +13,13 @@ from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
-from torchvision import transforms as T
+
+
+def _tv():
+    """torchvision's transforms, imported on first use: only the faithful pipeline builds them, and importing
+    torchvision costs about a second that `bench list` and `bench report` should not pay."""
+    from torchvision import transforms
+    return transforms
 
 
 def _uniform(n, lo, hi, gen, device):
@@ -68,7 +74,7 @@ class RandomAffine:
         return self.apply(x, self.sample(len(x), gen, x.shape[2], x.shape[3], x.device))
 
     def faithful(self):
-        return T.RandomAffine(self.degrees, translate=self.translate, shear=self.shear)
+        return _tv().RandomAffine(self.degrees, translate=self.translate, shear=self.shear)
 
 
 @dataclass(frozen=True)
@@ -76,7 +82,7 @@ class RandomRotation(RandomAffine):
     """torchvision.transforms.RandomRotation (nearest, fill 0): the rotation part of RandomAffine alone."""
 
     def faithful(self):
-        return T.RandomRotation(self.degrees)
+        return _tv().RandomRotation(self.degrees)
 
 
 @dataclass(frozen=True)
@@ -104,7 +110,7 @@ class RandomCrop:
         return self.apply(x, self.sample(len(x), gen, x.shape[2], x.shape[3], x.device))
 
     def faithful(self):
-        return T.RandomCrop(self.size, padding=self.padding)
+        return _tv().RandomCrop(self.size, padding=self.padding)
 
 
 @dataclass(frozen=True)
@@ -122,7 +128,7 @@ class RandomHorizontalFlip:
         return self.apply(x, self.sample(len(x), gen, x.shape[2], x.shape[3], x.device))
 
     def faithful(self):
-        return T.RandomHorizontalFlip(self.p)
+        return _tv().RandomHorizontalFlip(self.p)
 
 
 def _box_mask(top, left, h, w, height, width):
@@ -172,7 +178,7 @@ class RandomErasing:
         return self.apply(x, self.sample(len(x), gen, x.shape[2], x.shape[3], x.device))
 
     def faithful(self):
-        return T.RandomErasing(p=self.p, scale=self.scale, ratio=self.ratio, value=self.value)
+        return _tv().RandomErasing(p=self.p, scale=self.scale, ratio=self.ratio, value=self.value)
 
 
 @dataclass(frozen=True)
@@ -244,8 +250,9 @@ def augment_batch(x_uint8: torch.Tensor, transforms, mean, std, gen) -> torch.Te
     return x
 
 
-def torchvision_pipeline(transforms, mean, std) -> T.Compose:
-    """The faithful pipeline, per PIL image, as the documents wrote it."""
-    return T.Compose([t.faithful() for t in transforms if t.stage == "pixel"]
-                     + [T.ToTensor(), T.Normalize(mean, std)]
-                     + [t.faithful() for t in transforms if t.stage == "normalized"])
+def torchvision_pipeline(transforms, mean, std):
+    """The faithful pipeline, per PIL image, as the documents wrote it (a torchvision Compose)."""
+    tv = _tv()
+    return tv.Compose([t.faithful() for t in transforms if t.stage == "pixel"]
+                      + [tv.ToTensor(), tv.Normalize(mean, std)]
+                      + [t.faithful() for t in transforms if t.stage == "normalized"])

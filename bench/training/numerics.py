@@ -7,7 +7,7 @@ fingerprint, so runs of the old numerics are never mixed with the new ones.
 
 The probe runs the real training path (the engine or the recipe's own train()) for three
 epochs on 96 synthetic images, on the CPU, one thread. A pin names the machine that made it
-(bench.determinism.cpu_identity: the processor, torch's kernels for it, torch's and NumPy's
+(bench.training.environment.cpu_identity: the processor, torch's kernels for it, torch's and NumPy's
 libraries). On that very kind of machine the final weights must match bitwise; on any other the
 bits of float sums legitimately differ (an Intel and an AMD AVX512 machine differ in every value),
 so the curves and the weights' size must match within a tolerance that rounding stays far inside
@@ -24,7 +24,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .recipe import DATASETS
+from bench.contract import frozen, registry
+from bench.contract.recipe import DATASETS
+from bench.training.determinism import seed_everything, set_threads
+from bench.training.engine import RunContext, train
+from bench.training.environment import cpu_identity
+from bench.training.splits import make_splits
 
 EPOCHS = 3
 TRAIN, EVAL = 96, 16
@@ -46,7 +51,6 @@ def synthetic_arrays(n_train=256, n_test=128, channels=1, size=28, seed=0) -> di
 
 @contextlib.contextmanager
 def one_thread():
-    from .determinism import set_threads
     threads = torch.get_num_threads()
     set_threads(1)
     try:
@@ -67,10 +71,6 @@ def probe_hparams(recipe):
 def probe(recipe) -> dict:
     """{"machine": the CPU identity that produced the numbers, "curves": every curve but time,
     "weights": name -> [sum, sum of |w|], "sha256" of the final weights}."""
-    from .splits import make_splits
-    from .determinism import cpu_identity, seed_everything
-    from .engine import RunContext, train
-
     hp = probe_hparams(recipe)
     channels = DATASETS[hp.dataset][1]
     size = 32 if channels == 3 else 28
@@ -154,3 +154,66 @@ def check(pins: list[dict], now: dict) -> Check:
                                f"on the machine that pinned them ({describe_machine(own[0])})",), own_pin=True)
     moved = [f"against the pin of {describe_machine(p)}: {'; '.join(d)}" for p in pins if (d := beyond_tolerance(p, now))]
     return Check("moved", tuple(moved)) if moved else Check("agrees")
+
+
+# ---------------------------------------------------------------- bench freeze
+
+class FreezeRefused(Exception):
+    """Numbers beyond the tolerance of other machines' pins, on a machine with no pin of its own."""
+
+
+def freeze(log=print, accept_moved: bool = False) -> dict[str, tuple]:
+    """Pin every reading's fingerprint and numerics; returns label -> (old, new) for what changed.
+
+    The numbers of each reading are measured again on this machine. Its own pin's bits moved while
+    the code and hyperparameters did not: the harness changed what the recipe computes, and the
+    revision goes up (a new fingerprint). No pin of this machine yet: within the tolerance of the
+    other pins its numbers are pinned beside them (nothing else changes); beyond it the reading is
+    left as it was and FreezeRefused names it, since a machine without a pin cannot tell a changed
+    formula from its own rounding (unless accept_moved says the change is on purpose). A pin that
+    names only its CPU kernels (format 2) and whose bits this machine reproduces takes this machine's
+    full identity. New code starts the reading's pins afresh.
+    """
+    old = frozen.frozen_all()
+    entries, changes, refused = {}, {}, []
+    for r in registry.all_readings():
+        numbers = probe(r)
+        before = old.get(r.label, {})
+        revision = int(before.get("revision", 0))
+        same_code = before.get("fingerprint") == r.fingerprint_for(revision)
+        pins = list(before.get("pins", [])) if same_code else []
+        legacy = [p for p in pins if set(p.get("machine") or {}) <= {"capability"}
+                  and (p.get("machine") or {}).get("capability") == numbers["machine"]["capability"]
+                  and p.get("sha256") == numbers["sha256"]]
+        for p in legacy:
+            pins[pins.index(p)] = {**p, "machine": numbers["machine"]}
+            log(f"{r.label}: this machine reproduces the pin of {p['machine']['capability']} bitwise: it names "
+                "this machine now")
+        result = check(pins, numbers)
+        if result.status == "moved" and (result.own_pin or accept_moved):
+            revision += 1
+            pins = [numbers]
+            log(f"{r.label}: same code, other numbers ({result.details[0][:200]}): numerics revision {revision}")
+        elif result.status == "moved":
+            refused.append(r.label)
+            log(f"{r.label}: REFUSED: {result.details[0][:300]}; this machine has no pin of its own, so it cannot tell "
+                "a changed formula from its own rounding. Nothing was changed for it")
+            entries[r.label] = before
+            continue
+        elif result.status == "agrees":
+            pins.append(numbers)
+            log(f"{r.label}: pinned this machine ({numbers['machine']['cpu_id']}) beside {len(pins) - 1} other "
+                "pin(s): its numbers agree within the tolerance")
+        elif result.status == "unpinned":
+            pins = [numbers]
+        fingerprint = r.fingerprint_for(revision)
+        entries[r.label] = {"fingerprint": fingerprint, "code": r.code, "revision": revision, "pins": pins}
+        if before.get("fingerprint") != fingerprint:
+            changes[r.label] = (before.get("fingerprint"), fingerprint)
+    changes.update({k: (v.get("fingerprint"), None) for k, v in old.items() if k not in entries})
+    frozen.write_frozen(entries)
+    if refused:
+        raise FreezeRefused(f"{len(refused)} reading(s) not refrozen ({', '.join(refused)}): their numbers are beyond "
+                            "the tolerance of the pins made on other machines. Freeze on a machine that has a pin, "
+                            "or pass --accept-moved if you changed what they compute on purpose")
+    return changes

@@ -3,20 +3,18 @@ validate, which test, and the smoke-run limits. The same for every recipe and pi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import numpy as np
+import torch
 
-from .data import DataError
-
-if TYPE_CHECKING:
-    import torch
+from bench.training.data import DataError
 
 
 @dataclass
 class Split:
-    x: "torch.Tensor"   # uint8 (N, C, H, W) on the run's device
-    y: "torch.Tensor"   # int64 (N,)
+    x: torch.Tensor     # uint8 (N, C, H, W) on the run's device
+    y: torch.Tensor     # int64 (N,)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -36,8 +34,6 @@ def make_splits(arrays: dict[str, np.ndarray], hp, split_gen, device) -> Splits:
     "random": a seeded permutation, first part train, last val_size validation
     (as torch.utils.data.random_split orders it).
     """
-    import torch
-
     x, y = torch.from_numpy(arrays["train_x"]), torch.from_numpy(arrays["train_y"])
     n = len(y)
     if hp.split == "official":

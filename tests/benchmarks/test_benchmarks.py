@@ -11,11 +11,11 @@ import math
 import pytest
 import torch
 
-from bench import registry
-from bench.augment import augment_batch, torchvision_pipeline
-from bench.splits import Split
-from bench.determinism import seed_everything
-from bench.engine import ImageDataset
+from bench.contract import registry
+from bench.training.augment import augment_batch, torchvision_pipeline
+from bench.training.determinism import seed_everything
+from bench.training.engine import ImageDataset
+from bench.training.splits import Split
 from tests.conftest import synthetic_arrays
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")

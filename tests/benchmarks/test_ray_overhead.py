@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.cli import main
+from bench.cli.main import main
 
 SEEDS = 4
 ROUNDS = 3
