@@ -24,9 +24,9 @@ from statistics import median
 from bench.contract import registry
 from bench.contract.errors import BadInput
 from bench.judging import stats
-from bench.judging.stats import finite
 from bench.judging.verdicts import scale_of
 from bench.records.evidence import Evidence, rel
+from bench.records.format import finite
 from bench.records.groups import Group, group_runs, host
 
 

@@ -42,10 +42,6 @@ NAN_PAIR = (math.nan, math.nan)
 
 # ---------------------------------------------------------------- plain numbers
 
-def finite(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def _arr(values) -> np.ndarray:
     x = np.asarray([math.nan if v is None else v for v in values], dtype=float).ravel()
     return x[np.isfinite(x)]

@@ -23,6 +23,11 @@ PERCENT = re.compile(r"(^|_)acc(_|$)")
 LOSS = re.compile(r"(^|_)loss(_|$)")
 
 
+def finite(v) -> bool:
+    """A real number that is neither NaN nor infinite (what a metric's value must be to count)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def clean(value):
     """JSON has no NaN/inf: store them as null so every reader can parse the file."""
     if isinstance(value, float) and not math.isfinite(value):

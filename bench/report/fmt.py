@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
-from bench.judging.stats import finite
+from bench.records.format import finite
 
 
 def num(v, unit: str = "") -> str:
