@@ -14,7 +14,7 @@ def make_record(recipe: str, seed: int, value: float, *, variant: str | None = N
                 fingerprint: str | None = None, pipeline: str = "fast", device: str = "cpu", host: str = "host1",
                 machine: str = "Test CPU / 2 threads", epoch_time: float = 1.0, started: int = 0,
                 weights: str | None = None, key: str | None = None, status: str = "complete",
-                epochs: int = 3, threads: int | None = 2) -> dict:
+                epochs: int = 3, threads: int | None = 2, precision: str = "fp32") -> dict:
     """A complete run whose document-protocol headline (best test epoch / best val epoch) is `value`."""
     r = registry.load(recipe, variant)
     fp = fingerprint or r.fingerprint
@@ -46,7 +46,7 @@ def make_record(recipe: str, seed: int, value: float, *, variant: str | None = N
             "git_commit": "abc123", "started_at": f"2026-01-01T00:{started:02d}:00Z",
             "finished_at": "2026-01-01T01:00:00Z",
             "weights_sha256": weights or hashlib.sha256(f"{k}{seed}{value}".encode()).hexdigest(),
-            "status": status, "assumptions": [], "extra": {}}
+            "status": status, "assumptions": [], "extra": {}, "precision": precision}
 
 
 def write(results: Path, *records: dict) -> list[Path]:

@@ -241,18 +241,48 @@ def no_inherited_step(monkeypatch):
     monkeypatch.delenv("BENCH_STEP", raising=False)
 
 
+def smoke_config(recipe):
+    """One epoch of the recipe's own hyperparameters on synthetic data with enough steps for its schedule
+    (OneCycleLR needs several: 4 steps of 64 and pct_start 0.25 divide by zero at construction)."""
+    over = {"epochs": "1"} if recipe.hparams.split == "official" else {"epochs": "1", "val_size": "64"}
+    hp, _ = apply_overrides(recipe.hparams, over)
+    n_train = min(max(256, SMOKE_STEPS * hp.batch_size), 4096)
+    channels, size = (3, 32) if hp.dataset == "cifar10" else (1, 28)
+    arrays = synthetic_arrays(n_train=n_train + (64 if hp.split != "official" else 0), n_test=64, channels=channels,
+                              size=size)
+    return hp, arrays, n_train
+
+
+SMOKE_STEPS = 16
+
+
+@pytest.mark.parametrize("name", TORCH_RECIPES)
+def test_the_gpu_smoke_config_builds_and_steps_every_recipes_optimizer_and_schedule_on_cpu(name):
+    """What the CUDA test below trains, constructed here on every test run: a smoke config that torch's
+    schedulers reject would waste the rare GPU window."""
+    recipe = registry.load(name)
+    hp, _, n_train = smoke_config(recipe)
+    steps = math.ceil(n_train / hp.batch_size)
+    with torch.random.fork_rng(devices=[]):
+        model = recipe.build_model(hp)
+        optimizer = recipe.module.build_optimizer(model, hp)
+        schedule = recipe.module.build_scheduler(optimizer, hp, steps)
+        if schedule is not None and schedule.step_on == "batch":
+            for _ in range(steps * hp.epochs):
+                optimizer.step()
+                schedule.scheduler.step()
+    assert steps >= 1
+
+
 @on_gpu
 @pytest.mark.parametrize("step", ["graph", "eager"])
 @pytest.mark.parametrize("name", TORCH_RECIPES)
 def test_each_torch_recipe_trains_one_short_epoch_on_cuda(name, step, monkeypatch, no_inherited_step):
     recipe = registry.load(name)
-    over = {"epochs": "1"} if recipe.hparams.split == "official" else {"epochs": "1", "val_size": "64"}
-    hp, _ = apply_overrides(recipe.hparams, over)
+    hp, arrays, _ = smoke_config(recipe)
     made = []
     real = step_module.make_step
     monkeypatch.setattr(engine, "make_step", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
-    channels, size = (3, 32) if hp.dataset == "cifar10" else (1, 28)
-    arrays = synthetic_arrays(n_train=256 + 64, n_test=64, channels=channels, size=size)
     result, _ = _train(recipe, hp, arrays, torch.device("cuda"), step)
     for key, values in result.curves.items():
         assert values and all(math.isfinite(v) for v in values), f"{key}: {values}"

@@ -105,7 +105,7 @@ def seeds_to_run(recipe, seeds, opts: RunOptions, ev: evidence.Evidence) -> list
 def agreement(recipe, opts: RunOptions) -> None:
     """The block that answers "does it reproduce on my machine?", from the folder as it is now."""
     ev = evidence.read(opts.results, recipe.name)           # again: this command just wrote records
-    print("\n".join(agreement_lines(recipe, ev, opts.pipeline, opts.device.type, opts.host)))
+    print("\n".join(agreement_lines(recipe, ev, opts.pipeline, opts.device.type, opts.host, opts.precision)))
 
 
 def run_one_recipe(campaign: Campaign, recipe, opts: RunOptions) -> tuple[int, list[int]]:

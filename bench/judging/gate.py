@@ -81,8 +81,10 @@ def compare_reading(recipe, base: list[dict], cand: list[dict], alpha: float, mi
                        broken=True, baseline_fingerprints=base_fps, candidate_fingerprints=cand_fps)
         return row
     fp = cand_fps[-1] if len(cand_fps) == 1 else recipe.fingerprint
-    base_groups = {g.device: g for g in group_runs(r for r in base if r["fingerprint"] == fp and r["pipeline"] == "fast")}
-    cand_groups = {g.device: g for g in group_runs(r for r in cand if r["fingerprint"] == fp and r["pipeline"] == "fast")}
+    base_groups = {g.device: g for g in group_runs(r for r in base if r["fingerprint"] == fp and r["pipeline"] == "fast"
+                                                   and r["precision"] == "fp32")}
+    cand_groups = {g.device: g for g in group_runs(r for r in cand if r["fingerprint"] == fp and r["pipeline"] == "fast"
+                                                   and r["precision"] == "fp32")}
     common = sorted(set(base_groups) & set(cand_groups), key=lambda d: d != "cuda")
     if not common:
         row.update(status=f"not compared: baseline on {', '.join(sorted(base_groups)) or 'no fast pipeline'}, "

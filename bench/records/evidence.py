@@ -107,7 +107,7 @@ def read(results: Path, recipe: Optional[str] = None, known: Optional[dict] = No
                 continue
             record = normalize(data)
             try:
-                validate(record, folder.name, known)
+                validate(record, folder.name, known, raw=data)
             except Invalid as exc:
                 ev.rejected.append(Rejected(path, str(exc), folder.name, _seed_of(data)))
                 continue

@@ -17,6 +17,7 @@ SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)   # 1: before variants, host identity and truncated runs
 STATUSES = ("complete", "truncated")
 PIPELINES = ("fast", "faithful")
+PRECISIONS = ("fp32", "tf32")
 HEX = re.compile(r"^[0-9a-f]+$")
 # Metrics whose values are percentages, and losses: the ranges a valid record respects.
 PERCENT = re.compile(r"(^|_)acc(_|$)")
@@ -98,11 +99,13 @@ def normalize(record: dict) -> dict:
     r.setdefault("constraints", [])
     r.setdefault("threads", env.get("threads") if str(r.get("device", "")).startswith("cpu") else None)
     r.setdefault("host", None)
+    r.setdefault("precision", "fp32")            # before precision was recorded, every run was fp32 (CPU only)
     return r
 
 
-def validate(r: dict, folder: str, known: Optional[dict] = None) -> None:
-    """Raise Invalid naming the first thing wrong with a (normalized) record."""
+def validate(r: dict, folder: str, known: Optional[dict] = None, raw: Optional[dict] = None) -> None:
+    """Raise Invalid naming the first thing wrong with a (normalized) record; its digest is checked on the
+    record as it was written (`raw`), before normalize() filled in what older schemas did not record."""
     _need(isinstance(r.get("recipe"), str), "recipe is not a string")
     _need(r["recipe"] == folder, f"a record of {r['recipe']!r} in folder {folder!r} (copied or moved?)")
     if known is not None:
@@ -119,8 +122,10 @@ def validate(r: dict, folder: str, known: Optional[dict] = None) -> None:
     _need(r.get("status") in STATUSES, f"status is {r.get('status')!r}")
     _need(r["truncated"] is (r["status"] == "truncated"), "truncated contradicts status")
     _need(r["pipeline"] in PIPELINES, f"pipeline is {r['pipeline']!r}")
+    _need(r["precision"] in PRECISIONS, f"precision is {r['precision']!r}")
     _need(isinstance(r.get("device"), str) and r["device"].split(":")[0] in ("cpu", "cuda"),
           f"device is {r.get('device')!r}")
+    _need(r["precision"] == "fp32" or r["device"].startswith("cuda"), "precision tf32 on a CPU (TF32 is a GPU mode)")
     _need(isinstance(r.get("env"), dict), "env is not an object")
     _need(r["threads"] is None or (is_int(r["threads"]) and r["threads"] >= 1), "threads is not a count")
     _need(is_int(r.get("params")) and r["params"] > 0, "params is not a positive integer")
@@ -160,7 +165,7 @@ def validate(r: dict, folder: str, known: Optional[dict] = None) -> None:
     times = [t for t in curves.get("epoch_time_s", []) if t is not None]
     _need(_same(r["wall_time_s"], sum(times)) or not times, "wall_time_s is not the sum of its epoch times")
     if "digest" in r:
-        _need(r["digest"] == digest(r), "its digest does not match its contents (edited after it was written)")
+        _need(r["digest"] == digest(raw if raw is not None else r), "its digest does not match its contents (edited after it was written)")
 
 
 def _same(a, b) -> bool:

@@ -25,17 +25,19 @@ def host(record: dict) -> str:
 
 @dataclass
 class Group:
-    """Canonical complete runs of one reading and fingerprint on one pipeline and one device type.
+    """Canonical complete runs of one reading and fingerprint on one pipeline, one device type and one
+    precision (TF32 runs are another implementation cell, compared with the FP32 ones, never pooled).
 
     Every distinct run counts: a seed rerun on another machine (or with other bits) is another draw;
     copies of one run were already counted once by read()."""
     pipeline: str
     device: str
     runs: list = field(default_factory=list)
+    precision: str = "fp32"
 
     @property
     def label(self) -> str:
-        return f"{self.pipeline} / {self.device}"
+        return f"{self.pipeline} / {self.device}" + (f" / {self.precision}" if self.precision != "fp32" else "")
 
     @property
     def seeds(self) -> list[int]:
@@ -58,19 +60,21 @@ class Group:
 
 
 def group_runs(records: Iterable[dict]) -> list[Group]:
-    """Fast before faithful, cuda before cpu; runs sorted by seed, then time."""
+    """Fast before faithful, cuda before cpu, fp32 before tf32; runs sorted by seed, then time."""
     by: dict[tuple, list] = {}
     for r in sorted(records, key=lambda r: (r["seed"], r["started_at"], r.get("_path", ""))):
-        by.setdefault((r["pipeline"], device_type(r)), []).append(r)
-    groups = [Group(p, d, runs) for (p, d), runs in by.items()]
-    return sorted(groups, key=lambda g: (g.pipeline != "fast", g.device != "cuda", g.pipeline, g.device))
+        by.setdefault((r["pipeline"], device_type(r), r.get("precision", "fp32")), []).append(r)
+    groups = [Group(p, d, runs, precision) for (p, d, precision), runs in by.items()]
+    return sorted(groups, key=lambda g: (g.pipeline != "fast", g.device != "cuda", g.precision != "fp32", g.pipeline,
+                                         g.device, g.precision))
 
 
 def primary(groups: list[Group]) -> Optional[Group]:
-    """The group a summary row stands on: the fast pipeline (what `bench run` records by default), then
-    the device with most runs, then cuda. Not "most runs" first: one rejected fast record must not move
-    the headline onto the other pipeline."""
-    return max(groups, key=lambda g: (g.pipeline == "fast", len(g.runs), g.device == "cuda"), default=None)
+    """The group a summary row stands on: the fast pipeline (what `bench run` records by default) in fp32
+    (the canonical precision), then the device with most runs, then cuda. Not "most runs" first: one
+    rejected fast record must not move the headline onto the other pipeline."""
+    return max(groups, key=lambda g: (g.pipeline == "fast", g.precision == "fp32", len(g.runs), g.device == "cuda"),
+               default=None)
 
 
 @dataclass

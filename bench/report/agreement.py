@@ -15,12 +15,14 @@ from bench.records.groups import Group, host, machine, split_runs
 from bench.report.fmt import chance, mean_sd, pvalue, suffix
 
 
-def agreement_lines(recipe, ev: Evidence, pipeline: str, device: str, this_host: str) -> list[str]:
+def agreement_lines(recipe, ev: Evidence, pipeline: str, device: str, this_host: str,
+                    precision: str = "fp32") -> list[str]:
     h = recipe.headline
     rr = split_runs(ev.of(recipe.name, recipe.variant_name), recipe.fingerprint)
-    group = next((g for g in rr.groups if g.pipeline == pipeline and g.device == device), None)
+    group = next((g for g in rr.groups if g.pipeline == pipeline and g.device == device and g.precision == precision),
+                 None)
     if group is None:
-        return [f"{recipe.label}: no canonical complete run on {pipeline} / {device} yet."]
+        return [f"{recipe.label}: no canonical complete run on {Group(pipeline, device, [], precision).label} yet."]
     mine = [r for r in group.runs if r.get("host") == this_host]
     others = [r for r in group.runs if r.get("host") != this_host]
     scale, u = scale_of(recipe, h), h.unit
@@ -48,7 +50,7 @@ def agreement_lines(recipe, ev: Evidence, pipeline: str, device: str, this_host:
             out.append("too few runs on one side for a test (2 or more each)")
     else:
         out.append("other machines: no committed runs of this reading to compare with")
-    res = headline_result(recipe, Group(group.pipeline, group.device, group.runs))
+    res = headline_result(recipe, Group(group.pipeline, group.device, group.runs, group.precision))
     j = res.judgement
     out.append(f"the claim with your runs included (n={j.n}): {res.verdict}; one new run reaches it with chance "
                f"{chance(j.p_one)}" + (f"; {j.n_diverged} run(s) diverged" if j.n_diverged else ""))

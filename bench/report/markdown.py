@@ -154,7 +154,7 @@ def runs_by_machine(recipe: Recipe, rr: ReadingRuns) -> list[str]:
     out = [table(rows, ["pipeline / device", "hardware", "host", "runs", "seeds", f"{metric} mean ± std",
                         "diverged", "s per run (median)"]), ""]
     for device in sorted({g.device for g in rr.groups}):
-        pair = {g.pipeline: g for g in rr.groups if g.device == device}
+        pair = {g.pipeline: g for g in rr.groups if g.device == device and g.precision == "fp32"}
         if {"fast", "faithful"} <= set(pair):
             a, b = (stats.converged(pair[p].values(metric), scale) for p in ("fast", "faithful"))
             out += [(f"Does the fast pipeline change the science? On {device}: fast "
@@ -276,6 +276,8 @@ def commands(recipe: Recipe, group: Group | None) -> list[str]:
     if group is None:
         return [f"{base} --seeds 5"]
     flags = (" --pipeline faithful" if group.pipeline == "faithful" else "") + f" --device {group.device}"
+    if group.precision != "fp32":
+        flags += f" --precision {group.precision}"
     threads = {r.get("threads") for r in group.runs}
     if group.device == "cpu" and len(threads) == 1 and None not in threads:
         flags += f" --threads {threads.pop()}"

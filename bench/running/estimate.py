@@ -136,8 +136,9 @@ def engine_seconds(recipe, hp, arrays, device, pipeline: str, precision: str = "
         model = recipe.build_model(hp).to(device)
         optimizer = recipe.module.build_optimizer(model, hp)
         # the run's own schedule, made long enough that the timed steps never run past its end
-        schedule = recipe.module.build_scheduler(optimizer, dataclasses.replace(hp, epochs=hp.epochs + 100),
-                                                 steps_per_epoch)
+        timed = WARMUP_STEPS + 1 + REPEATS * MAX_BLOCK_STEPS
+        longer = dataclasses.replace(hp, epochs=hp.epochs + math.ceil(timed / steps_per_epoch))
+        schedule = recipe.module.build_scheduler(optimizer, longer, steps_per_epoch)
         loss_fn = recipe.module.build_loss(hp)
         step = make_step(current_step(None), model, optimizer, schedule, loss_fn, hp, device, pipeline)
         batches = _batches(recipe, hp, splits.train, recipe.module.augmentations(hp), gens, pipeline, device)
