@@ -111,7 +111,7 @@ def run_parallel(recipe, seeds: list[int], opts: RunOptions, jobs: int, seed_sec
         slot, seed = slot_seed
         log_path = logs / f"seed{seed}-{os.getpid()}.log"
         if opts.deadline is not None and opts.deadline - now() < (seed_seconds or 0):
-            return seed, "budget", "", log_path
+            return seed, "unstarted", "", log_path
         proc = children.start(seed, child_command(recipe, seed, opts, threads), child_env(slot, opts, gpus))
         if proc is None:
             return seed, None, "", log_path
@@ -143,10 +143,13 @@ def run_parallel(recipe, seeds: list[int], opts: RunOptions, jobs: int, seed_sec
         for future in tqdm(as_completed(futures), total=len(seeds), unit="seed", desc=f"{recipe.label} x{jobs}",
                            disable=not opts.progress, position=0):
             seed, rc, last, log_path = future.result()
-            if rc == "budget":
+            if rc == "unstarted":
                 left.append(seed)
-                log(f"{recipe.label} seed {seed}: the budget ran out before it finished"
-                    + (f" (its checkpoint is kept; {last})" if last else ""))
+                log(f"{recipe.label} seed {seed}: not started, its estimate does not fit in the budget left")
+            elif rc == "budget":
+                left.append(seed)
+                log(f"{recipe.label} seed {seed}: the budget ran out before it finished; its checkpoint is kept"
+                    + (f" ({last})" if last else ""))
             elif rc == 0:
                 log(last)
                 log_path.unlink(missing_ok=True)
