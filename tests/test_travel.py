@@ -95,3 +95,38 @@ def test_a_busy_machine_is_said_aloud(monkeypatch):
     monkeypatch.setattr(os, "getloadavg", lambda: (0.1, 0.1, 0.1))
     assert busy_warning(torch.device("cpu"), 2) is None
     assert busy_warning(torch.device("cuda"), 2) is None
+
+
+def test_jobs_report_a_seed_the_budget_cut_and_one_never_started(tmp_path, monkeypatch):
+    """A child whose budget ran out exits 0 and says "@left SEED": the parent must count it as left, not done."""
+    import sys
+
+    from bench.running import jobs
+    from bench.running.options import RunOptions
+
+    def child(recipe, seed, opts, threads):
+        return [sys.executable, "-c", f"print('@progress 1 15'); print('@left {seed}'); print('budget spent')"]
+    monkeypatch.setattr(jobs, "child_command", child)
+    opts = RunOptions(results=tmp_path, data_dir=tmp_path, device=torch.device("cpu"), host="h", progress=False)
+    logs = []
+    failures, left = jobs.run_parallel(registry.load("lenet_sgd"), [0, 1], opts, 2, log=logs.append)
+    assert failures == 0 and left == [0, 1]
+    assert sum("budget ran out" in line for line in logs) == 2
+    late = RunOptions(results=tmp_path, data_dir=tmp_path, device=torch.device("cpu"), host="h", progress=False,
+                      deadline=jobs.now() + 5)
+    failures, left = jobs.run_parallel(registry.load("lenet_sgd"), [3], late, 1, seed_seconds=60, log=logs.append)
+    assert left == [3] and "not started" in logs[-2]
+
+
+def test_each_jobs_child_gets_one_gpu_of_several_and_the_passive_openmp_policy(monkeypatch):
+    from bench.running import jobs
+    from bench.running.options import RunOptions
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    cuda = RunOptions(results=None, data_dir=None, device=torch.device("cuda"), host="h")
+    envs = [jobs.child_env(slot, cuda, ["0", "1", "2"]) for slot in range(4)]
+    assert [e["CUDA_VISIBLE_DEVICES"] for e in envs] == ["0", "1", "2", "0"]
+    assert all(e["OMP_WAIT_POLICY"] == "PASSIVE" for e in envs)
+    cpu = RunOptions(results=None, data_dir=None, device=torch.device("cpu"), host="h")
+    assert "CUDA_VISIBLE_DEVICES" not in jobs.child_env(0, cpu, []) or "CUDA_VISIBLE_DEVICES" in __import__("os").environ
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert jobs.child_env(0, cpu, [])["OMP_WAIT_POLICY"] == "ACTIVE"        # the user's choice stands
