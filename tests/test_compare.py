@@ -174,3 +174,59 @@ def test_a_recipe_that_diverges_now_and_then_is_judged_on_its_rate(folders):
     write(cand3, *runs("mnist_99_4", [11.0] * 12 + [98.3, 98.4], started=9))
     r = row(gate(base, cand3)[1], "mnist_99_4")
     assert r["worse"] and r["p_diverged"] < 0.05                   # 12/14 against 1/5
+
+
+def test_identical_data_passes_the_committed_results_against_themselves():
+    from pathlib import Path
+    results = Path(__file__).resolve().parent.parent / "results"
+    code, summary = gate(results, results)
+    assert code == 0, [r["status"] for r in summary["readings"] if r["broken"] or r["regressed"]]
+    statuses = {r["reading"]: r["status"] for r in summary["readings"]}
+    assert statuses["ultimate_mlp"].startswith("not judged") and "converged run" in statuses["ultimate_mlp"]
+    assert statuses["numpy_cnn:page_literal"].startswith("ok: identical")        # 5 of 5 diverged, twice alike
+
+
+def test_the_baseline_seeds_rerun_on_the_same_host_with_the_same_bits_pass_without_statistics(folders):
+    base, cand = folders
+    write(base, *runs("mnist_99_4", BASE))
+    write(cand, *runs("mnist_99_4", BASE, started=9))                       # the same keys and the same weights
+    code, summary = gate(base, cand)
+    assert code == 0 and row(summary, "mnist_99_4")["status"].startswith("ok: identical")
+    assert "p_worse" not in row(summary, "mnist_99_4")
+
+
+def test_the_same_seeds_on_the_same_host_with_other_bits_say_what_differs_then_are_judged(folders):
+    base, cand = folders
+    write(base, *runs("mnist_99_4", BASE))
+    upgraded = runs("mnist_99_4", BASE, started=9, weights="9" * 64)
+    for r in upgraded:
+        r["env"] = {**r["env"], "torch": "2.99.0"}
+    write(cand, *upgraded)
+    code, summary = gate(base, cand)
+    r = row(summary, "mnist_99_4")
+    assert code == 0 and r["status"] == "ok" and "p_worse" in r
+    assert any("bits changed" in n and "torch" in n for n in r["notes"])
+
+
+@pytest.mark.parametrize("baseline, candidate, code, status", [
+    ([99.2], [99.21, 99.19], 0, "not judged"),                       # a baseline of one run: nothing to judge
+    ([99.2, 11.0, 10.0, 99.3], [99.2, 99.25, 12.0], 0, "not judged"),  # unstable baseline, candidate no worse
+    ([99.2, 11.0, 10.0, 99.3], [11.0, 10.5, 12.0], 1, "broken"),     # ... and a candidate that did worse
+])
+def test_an_unjudgeable_baseline_is_broken_only_for_what_the_candidate_did(folders, baseline, candidate, code,
+                                                                           status):
+    base, cand = folders
+    write(base, *runs("lenet_sgd", baseline))
+    write(cand, *runs("lenet_sgd", candidate, started=9, host="night"))
+    got, summary = gate(base, cand)
+    assert got == code and row(summary, "lenet_sgd")["status"].startswith(status), row(summary, "lenet_sgd")
+
+
+def test_a_night_that_ran_some_readings_judges_those_only(folders):
+    base, cand = folders
+    write(base, *runs("mnist_99_4", BASE), *runs("lenet_sgd", [99.0, 99.1, 99.05]))
+    write(cand, *runs("lenet_sgd", [99.0, 99.1, 99.05], started=9, host="night"))
+    assert gate(base, cand)[0] == 1                                        # mnist_99_4 missing: broken
+    code, summary = gate(base, cand, "--readings", "lenet_sgd")
+    assert code == 0 and [r["reading"] for r in summary["readings"]] == ["lenet_sgd"]
+    assert gate(base, cand, "--readings", "nope")[0] == 2

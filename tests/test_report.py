@@ -9,6 +9,7 @@ from bench.cli.main import main
 from bench.contract import registry
 from bench.records import evidence
 from bench.report import markdown as report
+from bench.report import sections
 from tests.records import make_record, runs, write
 
 MNIST = [99.12, 99.33, 99.14, 99.28, 99.28]
@@ -74,7 +75,7 @@ def test_claim_blocks(results, tmp_path):
     assert "one-sided 95% upper predictive bound" in block and "Student t predictive" in block
     assert "runs reaching the claim: 0/5 (95% CI 0%–52%" in block
     assert "plausible only as the best of K = " in block
-    assert "verdict: **not reproduced (provisional)**" in block
+    assert "verdict within seed noise: **not reproduced (provisional)**" in block
     loss = body.split("#### `train_loss_final`")[1].split("####")[0]
     assert "upper" not in loss.split("predictive bound")[0][-20:] or "lower predictive bound" in loss
     assert "Holm-adjusted p" in body.split("#### `test_acc_final`")[1].split("####")[0]
@@ -96,7 +97,7 @@ def test_not_comparable_claims_say_why(results, tmp_path):
 def test_diverged_runs_make_it_unstable(results, tmp_path):
     write(results, *runs("lenet_sgd", [99.1, 99.0, 11.0, 10.5, 99.05]))
     row = summary_row(render(results, tmp_path / "R.md"), "lenet_sgd")
-    assert row[2] == "5 (2 diverged)" and row[-1].startswith("unstable")
+    assert row[2] == "5 (2 failed)" and row[-1].startswith("unstable")
 
 
 def test_reruns_on_other_hardware_are_extra_draws_and_one_machine_differing_is_an_alarm(results, tmp_path):
@@ -134,7 +135,7 @@ def test_early_curve_table_from_truncated_runs(results, tmp_path):
     body = section(text, "ultimate_mlp")
     table = body.split("### Early curve against the document's printed log")[1].split("####")[0]
     assert re.search(r"\| 1 +\| val_acc +\|", table)
-    assert "logged epochs with runs agree with the document" in table
+    assert "logged epochs lie inside their 95% interval" in table and "Joint test" in table
     assert summary_row(text, "ultimate_mlp")[2] == "0"                      # truncated runs feed no verdict
     assert (tmp_path / "report_figures" / "ultimate_mlp_curves.png").exists()
 
@@ -164,7 +165,7 @@ def test_cli_defaults_and_bad_input(results, tmp_path, monkeypatch, capsys):
 def test_a_group_that_spans_two_commits_is_named_once_with_each_commit_counted():
     from collections import Counter
     commits = Counter({("fast / cpu", "bbb"): 6, ("fast / cpu", "aaa"): 4, ("faithful / cpu", "aaa"): 2})
-    assert report.commit_list(commits) == ["faithful / cpu: `aaa` ×2", "fast / cpu: `aaa` ×4, `bbb` ×6"]
+    assert sections.commit_list(commits) == ["faithful / cpu: `aaa` ×2", "fast / cpu: `aaa` ×4, `bbb` ×6"]
 
 
 def _cut(record: dict, n: int, **changes) -> dict:

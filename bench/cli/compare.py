@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.cli.args import check_file_arg
+from bench.contract import registry
 from bench.judging import gate
 from bench.records import evidence
 from bench.records.format import clean
@@ -23,6 +24,7 @@ class CompareOptions:
     min_effect_rel: float = 0.1
     max_slowdown: float = 1.25
     accepted: tuple = field(default_factory=tuple)
+    scope: tuple = field(default_factory=tuple)         # --readings: the readings the night was meant to run
 
 
 def options(args) -> CompareOptions:
@@ -30,13 +32,15 @@ def options(args) -> CompareOptions:
         if not Path(folder).is_dir():
             raise StoreError(f"{flag}: results folder {folder} does not exist")
     check_file_arg("--json", Path(args.json))
+    scope = tuple(registry.load(name.strip()) for part in args.readings or () for name in part.split(",")
+                  if name.strip())
     return CompareOptions(Path(args.baseline), Path(args.candidate), Path(args.json), args.alpha, args.min_effect,
-                          args.min_effect_rel, args.max_slowdown, tuple(args.accept_changed or ()))
+                          args.min_effect_rel, args.max_slowdown, tuple(args.accept_changed or ()), scope)
 
 
 def main(opts: CompareOptions) -> int:
     summary = gate.compare(evidence.read(opts.baseline), evidence.read(opts.candidate), opts.alpha, opts.min_effect,
-                           opts.min_effect_rel, opts.max_slowdown, opts.accepted)
+                           opts.min_effect_rel, opts.max_slowdown, opts.accepted, opts.scope)
     print(render(summary))
     for w in summary["warnings"]:
         print(f"warning: {w}")

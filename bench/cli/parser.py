@@ -97,15 +97,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", required=True, help="results folder to compare against (e.g. results/)")
     p.add_argument("--candidate", required=True, help="results folder of the new runs")
     p.add_argument("--alpha", type=bounded_float(0, 1, closed_low=False), default=0.05,
-                   help="significance level of the one-sided shifted-null test (default 0.05)")
+                   help="significance level of the one-sided shifted-null Welch test (default 0.05)")
     p.add_argument("--min-effect", type=bounded_float(0), default=0.1,
-                   help="smallest drop of an accuracy headline that counts, in points (default 0.1)")
+                   help="smallest drop of an accuracy headline that counts, in points at the baseline's mean "
+                        "(judged on the logit scale; default 0.1)")
     p.add_argument("--min-effect-rel", type=bounded_float(0), default=0.1,
                    help="smallest relative rise of a loss headline that counts (default 0.1 = 10%%)")
     p.add_argument("--max-slowdown", type=bounded_float(0, closed_low=False), default=1.25,
                    help="largest allowed candidate/baseline ratio of seconds per epoch (default 1.25)")
     p.add_argument("--accept-changed", action="append", metavar="NAME",
                    help="a recipe whose fingerprint changed on purpose: not compared, not a failure")
+    p.add_argument("--readings", action="append", metavar="NAME[,NAME...]",
+                   help="the readings the night was meant to run (recipe or recipe:variant); the others are not "
+                        "compared (default: every reading either folder holds)")
     p.add_argument("--json", default="compare.json", help="where to write the summary (default compare.json)")
     p.set_defaults(command_module="compare")
 

@@ -3,8 +3,9 @@
 A claim about the model (a parameter count) is checked exactly; a wall time on the author's
 unnamed hardware gets no verdict; a number the runs cannot measure the way the document did is
 "not comparable", with the reason; a claim without a better side (an epoch number) is described,
-never judged; every other claim goes through bench.judging.stats.judge on its metric's scale. The
-headline is the primary endpoint; the reading's other judged claims are Holm-corrected together.
+never judged; every other claim goes through bench.judging.rule.judge on its metric's scale. The
+headline is the primary endpoint; the reading's other judged claims are Holm-corrected together. Which
+runs failed (diverged, or an outlier) is decided once, on the headline, and holds for every claim.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Optional
 
 from bench.contract.recipe import DATASETS, TEST_IMAGES, Claim
 from bench.contract.registry import Recipe
-from bench.judging import stats
+from bench.judging import rule
 from bench.records.groups import Group
 
 
@@ -22,8 +23,8 @@ class ClaimResult:
     claim: Claim
     rule: str                                   # judged | described | not comparable | model | time
     verdict: str                                # the label shown
-    judgement: Optional[stats.Judgement] = None
-    description: Optional[stats.Description] = None
+    judgement: Optional[rule.Judgement] = None
+    description: Optional[rule.Description] = None
     measured_params: Optional[int] = None
 
     @property
@@ -47,8 +48,16 @@ def n_eval(recipe: Recipe, claim: Claim) -> Optional[int]:
     return None
 
 
-def scale_of(recipe: Recipe, claim: Claim) -> stats.Scale:
-    return stats.Scale.of(claim.metric, claim.unit, claim.higher_is_better, n_eval(recipe, claim))
+def scale_of(recipe: Recipe, claim: Claim) -> rule.Scale:
+    return rule.Scale.of(claim.metric, claim.unit, claim.higher_is_better, n_eval(recipe, claim))
+
+
+def failed_runs(recipe: Recipe, group: Optional[Group]) -> list[bool]:
+    """Per run of the group: did it fail as a run (its headline diverged, or an outlier)?"""
+    if not group:
+        return []
+    h = recipe.headline
+    return rule.failed_runs(group.values(h.metric), scale_of(recipe, h))
 
 
 def _label(verdict: str, claim: Claim) -> str:
@@ -58,6 +67,7 @@ def _label(verdict: str, claim: Claim) -> str:
 def judge_reading(recipe: Recipe, group: Optional[Group]) -> list[ClaimResult]:
     """One result per claim, in the recipe's order; secondary judged claims Holm-corrected."""
     runs = group.runs if group else []
+    failed = failed_runs(recipe, group)
     out: list[Optional[ClaimResult]] = []
     pending = []                                       # (index, judgement) of secondary judged claims
     for i, claim in enumerate(recipe.claims):
@@ -70,21 +80,19 @@ def judge_reading(recipe: Recipe, group: Optional[Group]) -> list[ClaimResult]:
             out.append(ClaimResult(claim, "time", "no verdict (other hardware)"))
         elif claim.not_comparable:
             out.append(ClaimResult(claim, "not comparable", "not comparable"))
-        elif claim.higher_is_better is None:           # described over the runs whose headline did not diverge
-            h = recipe.headline
-            scale = scale_of(recipe, h)
-            values = [v for v, hv in zip(group.values(claim.metric), group.values(h.metric))
-                      if not stats.diverged(hv, scale)] if group else []
+        elif claim.higher_is_better is None:           # described over the runs that did not fail
+            values = [v for v, bad in zip(group.values(claim.metric), failed) if not bad] if group else []
             out.append(ClaimResult(claim, "described", "described, no verdict",
-                                   description=stats.describe(values, claim.value)))
+                                   description=rule.describe(values, claim.value)))
         else:
-            j = stats.judge(group.values(claim.metric) if group else [], claim.value, scale_of(recipe, claim))
+            j = rule.judge(group.values(claim.metric) if group else [], claim.value, scale_of(recipe, claim),
+                           failed if group else None)
             out.append(None)
             if claim.headline:
                 out[i] = ClaimResult(claim, "judged", _label(j.label, claim), judgement=j)
             else:
                 pending.append((i, j))
-    for (i, _), j in zip(pending, stats.with_holm([j for _, j in pending])):
+    for (i, _), j in zip(pending, rule.with_holm([j for _, j in pending])):
         out[i] = ClaimResult(recipe.claims[i], "judged", _label(j.label, recipe.claims[i]), judgement=j)
     return out
 

@@ -8,7 +8,7 @@ claim's verdict with this machine's runs included.
 """
 from __future__ import annotations
 
-from bench.judging import stats
+from bench.judging import rule, stats
 from bench.judging.verdicts import headline_result, scale_of
 from bench.records.evidence import Evidence
 from bench.records.groups import Group, host, machine, split_runs
@@ -26,8 +26,8 @@ def agreement_lines(recipe, ev: Evidence, pipeline: str, device: str, this_host:
     mine = [r for r in group.runs if r.get("host") == this_host]
     others = [r for r in group.runs if r.get("host") != this_host]
     scale, u = scale_of(recipe, h), h.unit
-    a = stats.converged([r["metrics"].get(h.metric) for r in mine], scale)
-    b = stats.converged([r["metrics"].get(h.metric) for r in others], scale)
+    a = rule.converged([r["metrics"].get(h.metric) for r in mine], scale)
+    b = rule.converged([r["metrics"].get(h.metric) for r in others], scale)
 
     def runs(records, values) -> str:
         """n runs, mean ± std of the converged ones, and how many diverged (never averaged in)."""
