@@ -3,6 +3,7 @@ reading's headline verdict within seed noise beside the one within implementatio
 tipping point."""
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 from bench.contract.registry import Recipe
@@ -40,10 +41,12 @@ def section(readings: list[Recipe], runs: dict[str, ReadingRuns]) -> tuple[list[
     if tau is None:
         return out + ["No reading has two implementation cells with 2 or more converged runs each yet: tau cannot be "
                       "estimated, and every verdict stands within seed noise alone.", ""], None
+    p = 1 / (1 + math.exp(-sum(c.mean for c in tau.cells) / tau.k))          # the cells' typical accuracy
     out += [(f"tau = **{tau.tau:.3f}** on the logit scale (95% interval {tau.low:.3f}–{tau.high:.3f}; DerSimonian-"
-             f"Laird over {tau.k} cells of {tau.readings} reading(s), Q = {tau.q:.2f} on {tau.df} degrees of freedom): "
-             "how far two implementations of one reading land apart beyond what their seeds explain. Near 99% a "
-             f"tau of {tau.tau:.3f} is about {tau.tau * 100 * 0.99 * 0.01:.3f} points. The cells:"), "",
+             f"Laird over {tau.k} cells of {tau.readings} reading(s), Q = {tau.q:.2f} with {tau.df} degree(s) of "
+             "freedom): how far two implementations of one reading land apart beyond what their seeds explain. At "
+             f"{100 * p:.1f}%, a tau of {tau.tau:.3f} is about {tau.tau * 100 * p * (1 - p):.3f} points (its upper "
+             f"bound {tau.high * 100 * p * (1 - p):.3f}). The cells:"), "",
             table([[c.reading, c.label, c.n, f"{c.mean:.4f}", f"{c.var ** 0.5:.4f}"] for c in tau.cells],
                   ["reading", "cell", "converged runs", "mean (logit)", "sd of the mean"]), "",
             "Every headline within seed noise and within implementation noise (the predictive variance "

@@ -65,7 +65,7 @@ def runs_by_machine(recipe: Recipe, rr: ReadingRuns) -> list[str]:
     for device in sorted({g.device for g in rr.groups}):
         pair = {g.pipeline: g for g in rr.groups if g.device == device and g.precision == "fp32"}
         if {"fast", "faithful"} <= set(pair):
-            out += [same_science(f"fast and faithful pipeline on {device}", "fast", "faithful",
+            out += [same_science(f"fast and faithful pipelines on {device}", "fast", "faithful",
                                  *(rule.converged(pair[p].values(metric), scale) for p in ("fast", "faithful")),
                                  scale, unit), ""]
     return out
