@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from bench.contract.recipe import Hparams, OneOf, Positive, Schedule
+from bench.training import checkpoint as checkpoint_file
 from bench.training import engine
 from bench.training.augment import RandomAffine
 from bench.training.determinism import seed_everything
@@ -308,7 +309,7 @@ def test_eval_every_evaluates_times_and_checkpoints_as_specified(kind, epochs, e
     # point between two of them is reported in the result but kept out of the checkpoint's curves)
     on_grid = [e for e in want if engine.evaluated(e - 1, hp)]
     assert saved == [(e, [g for g in on_grid if g <= e]) for e in want]
-    assert torch.load(tmp_path / "ck.pt", weights_only=False)["epoch"] == want[-1]
+    assert checkpoint_file.read(tmp_path / "ck.pt")["epoch"] == want[-1]
     assert c["lr"] == pytest.approx(expected_lr_curve(hp, c), rel=1e-12, abs=0)
     assert result.epochs_run == want[-1] and result.truncated == (stop_after is not None and stop_after < epochs)
 
@@ -339,7 +340,7 @@ def test_resume_after_a_kill_is_bitwise_identical(kind, pipeline, split, monkeyp
         m.setattr(RunContext, "save_checkpoint", save_then_die)
         with pytest.raises(Killed):
             run(tiny_recipe(), hp, pipeline=pipeline, checkpoint=checkpoint)
-    assert torch.load(checkpoint, weights_only=False)["epoch"] == 2
+    assert checkpoint_file.read(checkpoint)["epoch"] == 2
     resumed = run(tiny_recipe(), hp, pipeline=pipeline, checkpoint=checkpoint, disturb=True)
     assert resumed.resumed_from == 2 and resumed.epochs_run == 4 and not resumed.truncated
     assert resumed.weights_sha256 == clean.weights_sha256

@@ -15,6 +15,7 @@ import torch
 
 from bench.contract import registry
 from bench.records.store import run_lock, write_record
+from bench.training import checkpoint as checkpoint_file
 from tests.conftest import ROOT
 
 SMALL = ["--train-limit", "1024", "--eval-limit", "500"]
@@ -94,7 +95,7 @@ def test_sigkill_after_a_checkpoint_then_resume_is_bitwise_identical(tmp_path, r
     assert proc.returncode == -signal.SIGKILL
     assert not records(results), "a killed run must not be recorded"
     (checkpoint,) = checkpoints(results)
-    assert torch.load(checkpoint, map_location="cpu", weights_only=False)["epoch"] == 2
+    assert checkpoint_file.read(checkpoint)["epoch"] == 2
 
     resumed = bench(*run_args(results, real_data_dir, *EPOCHS))
     assert resumed.returncode == 0, resumed.stderr
@@ -112,7 +113,7 @@ def test_ctrl_c_checkpoints_records_nothing_and_the_rerun_resumes(tmp_path, real
     assert proc.returncode == 130 and "interrupted" in err, err
     assert not records(results)
     (checkpoint,) = checkpoints(results)
-    assert torch.load(checkpoint, map_location="cpu", weights_only=False)["epoch"] == 1
+    assert checkpoint_file.read(checkpoint)["epoch"] == 1
     assert not list((results / "mnist_99_4" / "partial").glob("*.lock")), "Ctrl-C releases and removes the lock"
 
     again = bench(*run_args(results, real_data_dir, *EPOCHS))

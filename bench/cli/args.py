@@ -3,7 +3,10 @@ before anything is downloaded, trained or written (bad input is exit 2 with one 
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import os
+import sys
 from pathlib import Path
 
 import torch
@@ -89,17 +92,55 @@ def resolve_device(name: str | None) -> torch.device:
     return device
 
 
+def path_arg(flag: str, text: str) -> Path:
+    """A path argument given as an empty string would mean the working folder: refused."""
+    if not str(text).strip():
+        raise UsageError(f"{flag} is empty: give a path")
+    return Path(text)
+
+
 def check_folder_arg(flag: str, path: Path) -> None:
     """A folder argument must be a folder, or creatable: never a file (checked before any work)."""
+    if not str(path).strip():
+        raise UsageError(f"{flag} is empty: give a folder")
+    if path.is_symlink() and not path.exists():
+        raise UsageError(f"{flag} {path} is a link to nothing ({os.readlink(path)}): fix or remove the link")
     if path.exists() and not path.is_dir():
         raise UsageError(f"{flag} {path} is a file, not a folder")
 
 
-def check_file_arg(flag: str, path: Path) -> None:
-    """An output file argument must not name a folder, and its folder must be writable."""
+def is_record(path: Path) -> bool:
+    """A JSON file bench wrote as a run record (one the evidence layer would read)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 20)
+        return b'"schema_version"' in head and isinstance(json.loads(head), dict)
+    except (OSError, ValueError):
+        return False
+
+
+def inside(path: Path, folder: Path) -> bool:
+    a, b = Path(os.path.realpath(path)), Path(os.path.realpath(folder))
+    return a == b or b in a.parents
+
+
+def check_output_arg(flag: str, path: Path, results: list[Path], also: tuple = ()) -> None:
+    """An output file of a command other than `run`: never a folder, never inside a results folder (only `run`
+    writes there, and a file there would be read as evidence), never an existing record anywhere; its folder
+    writable. `also` names more paths the command writes beside it (the report's figures)."""
+    if not str(path).strip():
+        raise UsageError(f"{flag} is empty: give a file name")
     if path.is_dir():
         raise UsageError(f"{flag} {path} is a folder; give a file name")
+    for target in (path, *also):
+        for folder in results:
+            if inside(target, folder):
+                raise UsageError(f"{flag} {path} would write {target} into the results folder {folder}: only `bench "
+                                 "run` writes there (a file there is read as evidence); write it elsewhere")
+    if path.exists() and is_record(path):
+        raise UsageError(f"{flag} {path} is a run record: it would be overwritten; give another file name")
     check_writable(path.parent, f"{flag} {path}: its folder")
+
 
 
 def overrides_of(args) -> dict[str, str]:
@@ -113,3 +154,9 @@ def overrides_of(args) -> dict[str, str]:
         if getattr(args, flag, None) is not None:
             out[flag] = str(getattr(args, flag))
     return out
+
+
+def warn_broken(broken: dict[str, str]) -> None:
+    """One line on stderr per recipe module that fails to load (the command goes on with the others)."""
+    for name, why in sorted(broken.items()):
+        print(f"warning: skipped {name}: {why}", file=sys.stderr)

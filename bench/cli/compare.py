@@ -5,7 +5,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.cli.args import check_file_arg
+from bench.cli.args import check_folder_arg, check_output_arg, path_arg
 from bench.contract import registry
 from bench.judging import gate
 from bench.records import evidence
@@ -29,9 +29,11 @@ class CompareOptions:
 
 def options(args) -> CompareOptions:
     for flag, folder in (("--baseline", args.baseline), ("--candidate", args.candidate)):
+        check_folder_arg(flag, path_arg(flag, folder))
         if not Path(folder).is_dir():
             raise StoreError(f"{flag}: results folder {folder} does not exist")
-    check_file_arg("--json", Path(args.json))
+    check_output_arg("--json", path_arg("--json", args.json), [Path(args.baseline), Path(args.candidate),
+                                                                Path("results")])
     scope = tuple(registry.load(name.strip()) for part in args.readings or () for name in part.split(",")
                   if name.strip())
     return CompareOptions(Path(args.baseline), Path(args.candidate), Path(args.json), args.alpha, args.min_effect,

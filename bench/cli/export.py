@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from bench.cli.args import check_folder_arg, check_output_arg, path_arg, warn_broken
 from bench.contract import registry
 from bench.contract.registry import Recipe
 from bench.records import evidence
@@ -27,7 +28,9 @@ class ExportOptions:
 
 
 def options(args) -> ExportOptions:
-    results, out = Path(args.results), Path(args.out) if args.out else None
+    results = path_arg("--results", args.results)
+    out = path_arg("--out", args.out) if args.out is not None else None
+    check_folder_arg("--results", results)
     if not results.is_dir():
         raise StoreError(f"results folder {results} does not exist")
     reading = registry.load(args.recipe) if args.recipe else None     # an unknown recipe is bad input (exit 2)
@@ -41,8 +44,10 @@ def options(args) -> ExportOptions:
             raise StoreError("parquet needs pyarrow: `pip install pyarrow` (or export --format csv)") from None
         if out is None:
             raise StoreError("parquet is binary: give a file with --out")
-    if out is not None and (out.is_dir() or not out.parent.absolute().exists()):
-        raise StoreError(f"--out {out}: not a file in an existing folder")
+    if out is not None:
+        if not out.parent.absolute().exists():
+            raise StoreError(f"--out {out}: its folder {out.parent} does not exist")
+        check_output_arg("--out", out, [results, Path("results")])
     return ExportOptions(results, out, fmt, args.curves, reading, args.canonical_only)
 
 
@@ -55,6 +60,7 @@ def main(opts: ExportOptions) -> int:
     if opts.canonical_only:
         ev.records = [x for x in ev.records if x["canonical"]]
     current = {(x.name, x.variant_name): x.fingerprint for x in registry.all_readings()}
+    warn_broken(registry.broken())
     frame = curves_frame(ev) if opts.curves else runs_frame(ev, current)
     if ev.rejected:
         print(f"{len(ev.rejected)} rejected record(s) left out (`python -m bench report` lists why)", file=sys.stderr)

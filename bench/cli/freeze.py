@@ -4,7 +4,8 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-from bench.contract import frozen
+from bench.contract import frozen, registry
+from bench.contract.errors import BadInput
 from bench.training import numerics
 
 
@@ -18,6 +19,10 @@ def options(args) -> FreezeOptions:
 
 
 def main(opts: FreezeOptions) -> int:
+    registry.all_readings()
+    if registry.broken():                      # freezing without them would drop their pins
+        name, why = sorted(registry.broken().items())[0]
+        raise BadInput(f"{why}; `bench freeze` pins every reading, so fix {name} first")
     try:
         changes = numerics.freeze(log=print, accept_moved=opts.accept_moved)
     except numerics.FreezeRefused as exc:

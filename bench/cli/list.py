@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from bench.cli.args import warn_broken
 from bench.contract import registry
 from bench.report.fmt import table
 
@@ -19,7 +20,9 @@ def options(args) -> ListOptions:
 
 def main(opts: ListOptions) -> int:
     rows = []
-    for r in registry.all_readings():
+    readings = registry.all_readings()
+    warn_broken(registry.broken())
+    for r in readings:
         h = r.headline
         rows.append({"recipe": r.name, "variant": r.variant_name, "reading": r.label, "dataset": r.hparams.dataset,
                      "params": r.params, "declared_params": r.declared_params, "epochs": r.hparams.epochs,

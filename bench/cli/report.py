@@ -5,7 +5,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.cli.args import check_file_arg
+from bench.cli.args import check_folder_arg, check_output_arg, path_arg, warn_broken
+from bench.contract import registry
 from bench.records import evidence
 from bench.records.store import StoreError
 from bench.report.markdown import FIGURES_DIR, write_report
@@ -19,11 +20,12 @@ class ReportOptions:
 
 
 def options(args) -> ReportOptions:
-    results, out = Path(args.results), Path(args.out)
+    results, out = path_arg("--results", args.results), path_arg("--out", args.out)
+    check_folder_arg("--results", results)
     if not results.is_dir():
         raise StoreError(f"results folder {results} does not exist (run `python -m bench run` first, "
                          "or pass --results)")
-    check_file_arg("--out", out)
+    check_output_arg("--out", out, [results, Path("results")], also=(out.parent / FIGURES_DIR,))
     return ReportOptions(results, out, args.strict)
 
 
@@ -35,6 +37,7 @@ def main(opts: ReportOptions) -> int:
         raise StoreError(f"cannot write the report to {opts.out}: {exc.strerror or exc}") from exc
     for w in ev.warnings():
         print(f"warning: {w}", file=sys.stderr)
+    warn_broken(registry.broken())
     print(f"wrote {out} (figures in {out.parent / FIGURES_DIR})")
     if ev.rejected and opts.strict:
         print(f"error: {len(ev.rejected)} rejected record(s) (--strict)", file=sys.stderr)

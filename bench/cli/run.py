@@ -11,12 +11,12 @@ from pathlib import Path
 
 import torch
 
-from bench.cli.args import check_folder_arg, overrides_of, resolve_device
+from bench.cli.args import check_folder_arg, overrides_of, path_arg, resolve_device
 from bench.contract import registry
 from bench.contract.errors import UsageError
 from bench.contract.recipe import apply_overrides
 from bench.records import evidence
-from bench.records.store import check_writable
+from bench.records.store import check_writable, partial_dir
 from bench.report.agreement import agreement_lines
 from bench.running import ray_backend, runner
 from bench.running.budget import continue_command
@@ -47,6 +47,8 @@ def options(args) -> Campaign:
         if args.recipe or args.variant:
             raise UsageError("--all runs every recipe: drop --recipe/--variant, or drop --all")
         recipes = registry.all_recipes()
+        for name, why in sorted(registry.broken().items()):
+            print(f"skipped {name}: {why}")
     elif not args.recipe:
         raise UsageError("name a recipe with --recipe NAME (python -m bench list), or pass --all")
     else:
@@ -84,8 +86,13 @@ def run_options(args, recipe, device: torch.device, host: str) -> RunOptions:
     precision = getattr(args, "precision", None) or "fp32"
     if precision != "fp32" and device.type != "cuda":
         raise UsageError(f"--precision {precision}: TF32 is a mode of NVIDIA tensor cores; a {device.type} run is fp32")
-    results = Path(args.results)
+    results = path_arg("--results", args.results)
+    check_folder_arg("--results", results)
     check_writable(results)
+    for folder in (results / recipe.name, partial_dir(results, recipe.name)):   # where its records and checkpoints go
+        check_folder_arg("--results", folder)
+        if folder.exists():
+            check_writable(folder, f"{recipe.label}'s folder")
     data_dir = data_layer.default_data_dir(args.data_dir)
     check_folder_arg("--data-dir", data_dir)
     return RunOptions(results=results, data_dir=data_dir, device=device, host=host, pipeline=args.pipeline,

@@ -20,6 +20,7 @@ import ast
 import hashlib
 import sys
 from pathlib import Path
+from typing import Optional
 
 METADATA = ("CLAIMS", "ASSUMPTIONS", "CONSTRAINTS", "VARIANTS", "DOCUMENT_LOG")
 # Fields that CPython added to existing nodes after 3.11; empty on any code 3.10 and 3.11 can parse.
@@ -93,13 +94,19 @@ def variant_names(path: Path) -> list[str]:
     return []
 
 
-def readings(folder: Path = RECIPES_DIR) -> list[tuple[str, str]]:
-    """(label, code hash) of every reading in a recipes folder, recipes in name order, variants after each."""
+def readings(folder: Path = RECIPES_DIR, unreadable: Optional[dict] = None) -> list[tuple[str, str]]:
+    """(label, code hash) of every reading in a recipes folder, recipes in name order, variants after each; a
+    module that does not parse is left out (and named in `unreadable`, name -> why, when given)."""
     out = []
     for path in sorted(Path(folder).glob("*.py")):
         if path.stem.startswith("_"):
             continue
-        code = code_hash(path)
+        try:
+            code = code_hash(path)
+        except (SyntaxError, ValueError, UnicodeDecodeError, OSError) as exc:
+            if unreadable is not None:
+                unreadable[path.stem] = f"{exc.__class__.__name__}: {exc}"
+            continue
         out += [(path.stem, code)] + [(f"{path.stem}:{v}", code) for v in variant_names(path)]
     return out
 
@@ -110,9 +117,12 @@ def main(argv=None) -> int:
     if not folder.is_dir():
         print(f"error: {folder} is not a folder of recipe modules", file=sys.stderr)
         return 2
-    for label, code in readings(folder):
+    unreadable: dict[str, str] = {}
+    for label, code in readings(folder, unreadable):
         print(label, code)
-    return 0
+    for name, why in unreadable.items():
+        print(f"error: recipes/{name}.py cannot be read ({why})", file=sys.stderr)
+    return 1 if unreadable else 0
 
 
 if __name__ == "__main__":

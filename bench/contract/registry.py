@@ -169,7 +169,11 @@ def _module(name: str) -> ModuleType:
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.4)
         hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(known)}"
         raise RecipeError(f"unknown recipe {name!r}{hint}")
-    module = importlib.import_module(f"recipes.{name}")
+    try:
+        module = importlib.import_module(f"recipes.{name}")
+    except Exception as exc:                     # a recipe that cannot even be imported: named, never fatal to others
+        raise RecipeError(f"recipes/{name}.py fails to import ({exc.__class__.__name__}: {str(exc)[:200]}); fix it "
+                          "(every other recipe works without it)") from None
     missing = [a for a in REQUIRED if not hasattr(module, a)]
     if not hasattr(module, "train"):
         missing += [a for a in TORCH_HOOKS if not hasattr(module, a)]
@@ -199,14 +203,34 @@ def load(name: str, variant: Optional[str] = None) -> Recipe:
     return recipe
 
 
+_BROKEN: dict[str, str] = {}
+
+
+def broken() -> dict[str, str]:
+    """name -> why, for the recipe modules that fail to load (found by the last all_recipes())."""
+    return dict(_BROKEN)
+
+
 def all_recipes() -> list[Recipe]:
-    """Every recipe's canonical reading."""
-    return [load(n) for n in names()]
+    """Every recipe's canonical reading; a module that fails to load is left out and named in broken()."""
+    out = []
+    _BROKEN.clear()
+    for n in names():
+        try:
+            out.append(load(n))
+        except RecipeError as exc:
+            _BROKEN[n] = str(exc)
+    return out
 
 
 def all_readings() -> list[Recipe]:
-    """Every recipe's canonical reading followed by its variants."""
+    """Every recipe's canonical reading followed by its variants (a variant that fails is named in broken())."""
     out = []
     for r in all_recipes():
-        out += [r] + [load(r.name, v.name) for v in r.variants]
+        out.append(r)
+        for v in r.variants:
+            try:
+                out.append(load(r.name, v.name))
+            except RecipeError as exc:
+                _BROKEN[f"{r.name}:{v.name}"] = str(exc)
     return out

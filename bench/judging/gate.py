@@ -221,7 +221,13 @@ def compare(base_ev: Evidence, cand_ev: Evidence, alpha: float = stats.ALPHA, mi
     rows, warnings = [], []
     for name, variant in sorted(readings, key=lambda k: (k[0], k[1] or "")):
         base, cand = canonical_complete(base_ev, name, variant), canonical_complete(cand_ev, name, variant)
-        recipe = registry.load(name, variant)
+        try:
+            recipe = registry.load(name, variant)
+        except registry.RecipeError as exc:          # a recipe module that fails to load: that reading, not the gate
+            rows.append({"reading": f"{name}:{variant}" if variant else name, "status": f"broken: {exc}",
+                         "regressed": False, "broken": True, "notes": [str(exc)]})
+            warnings.append(str(exc))
+            continue
         if not base:
             rows.append({"reading": recipe.label, "status": "new: only in the candidate", "regressed": False,
                          "broken": False})

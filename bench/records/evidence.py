@@ -3,10 +3,12 @@
 Run's skip logic, the report, the regression gate, check-determinism and the export all read
 records through `read()`, so a record that one of them trusts, all of them trust. A record is
 usable only if it parses, has the schema's fields with the right types and ranges, lives in the
-folder of the recipe it names, carries an intact digest, and its metrics are what its own curves
-give. Anything else is rejected with a reason (and said aloud by every command), never silently
-dropped and never silently used. A JSON file without a schema_version is not a record at all.
-Copies (same run key, same weights) count once.
+folder of the recipe it names, carries an intact digest, its metrics are what its own curves give,
+its status what its epochs give, and its fingerprint what its hyperparameters and its commit's
+FROZEN.json give (bench.records.provenance). Anything else is rejected with a reason (and said
+aloud by every command), never silently dropped and never silently used. A JSON file without a
+schema_version is not a record at all. Copies (one reading, fingerprint and final weights, whatever
+their keys say) count once.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from typing import Optional
 
 from bench.contract.fingerprint import readings
 from bench.records.format import READABLE_VERSIONS, Invalid, is_int, normalize, validate
+from bench.records.provenance import Provenance
 
 
 @dataclass(frozen=True)
@@ -78,19 +81,35 @@ def names_of(seed: int, key: str) -> str:
     return f"*_seed{seed}_{key[:8]}_*.json"
 
 
-def read(results: Path, recipe: Optional[str] = None, known: Optional[dict] = None, names: str = "*.json") -> Evidence:
+def one_run(record: dict) -> tuple:
+    """What makes two records one run: the same reading, fingerprint and final weights at the same point
+    (whatever their keys or hosts say: a copy given a new key is still the same bits)."""
+    return (record["recipe"], record["variant"], record["fingerprint"], record["weights_sha256"], record["status"],
+            record["epochs_run"])
+
+
+def read(results: Path, recipe: Optional[str] = None, known: Optional[dict] = None, names: str = "*.json",
+         provenance: Optional[Provenance] = None) -> Evidence:
     """Every record of results/<recipe>/*.json (all recipes when None), sorted into usable and rejected;
-    `names` narrows the files read (one run key's records, see names_of)."""
+    `names` narrows the files read (one run key's records, see names_of). Only regular files are read (a FIFO
+    or a device would block)."""
     root = Path(results)
     ev = Evidence(root)
-    if not root.exists():
+    if not root.is_dir():
         return ev
     if known is None:
         known = known_readings()
+    provenance = provenance or Provenance()
     folders = [root / recipe] if recipe else sorted(p for p in root.iterdir() if p.is_dir())
     seen: dict[tuple, dict] = {}
     for folder in folders:
+        if not folder.is_dir():
+            continue
         for path in sorted(folder.glob(names)):
+            if not path.is_file():
+                if not path.is_dir():
+                    ev.not_records.append(path)
+                continue
             try:
                 data = json.loads(path.read_text())
             except (OSError, UnicodeDecodeError, ValueError) as exc:
@@ -108,11 +127,14 @@ def read(results: Path, recipe: Optional[str] = None, known: Optional[dict] = No
             record = normalize(data)
             try:
                 validate(record, folder.name, known, raw=data)
+                why = provenance.why_not(record)
+                if why:
+                    raise Invalid(why)
             except Invalid as exc:
                 ev.rejected.append(Rejected(path, str(exc), folder.name, _seed_of(data)))
                 continue
             record["_path"] = str(path)
-            same = (record["key"], record["weights_sha256"])
+            same = one_run(record)
             if same in seen:
                 ev.copies.setdefault(seen[same]["_path"], []).append(str(path))
                 continue

@@ -163,9 +163,36 @@ def validate(r: dict, folder: str, known: Optional[dict] = None, raw: Optional[d
     _need(not wrong, "metrics disagree with its own curves: " + ", ".join(wrong[:3]))
     _need(metrics.get("params", r["params"]) == r["params"], "metrics.params differs from params")
     times = [t for t in curves.get("epoch_time_s", []) if t is not None]
+    _need(all(t >= 0 for t in times), "an epoch took a negative time")
     _need(_same(r["wall_time_s"], sum(times)) or not times, "wall_time_s is not the sum of its epoch times")
-    if "digest" in r:
-        _need(r["digest"] == digest(raw if raw is not None else r), "its digest does not match its contents (edited after it was written)")
+    _check_status(r)
+    _need("digest" in r, "it has no digest (bench writes one into every record: written by hand, or edited)")
+    _need(r["digest"] == digest(raw if raw is not None else r),
+          "its digest does not match its contents (edited after it was written)")
+
+
+def _stopped_early(r: dict) -> bool:
+    """The run says it stopped early, and its curves show it: its patience's worth of evaluated epochs at the end
+    brought no better validation accuracy than the best before them."""
+    patience = (r.get("hparams") or {}).get("early_stop_patience")
+    val = r["curves"].get("val_acc") or []
+    if not (r.get("extra") or {}).get("early_stopped") or not is_int(patience) or not val:
+        return False
+    values = [v if v is not None else -math.inf for v in val]
+    return values.index(max(values)) <= len(values) - 1 - patience
+
+
+def _check_status(r: dict) -> None:
+    """complete only when the run reached its planned epochs or an early stop its curves show; its planned
+    epochs are its hyperparameters'."""
+    planned, epochs = r.get("epochs_planned"), (r.get("hparams") or {}).get("epochs")
+    if planned is None:                                   # schema 1 did not record it
+        return
+    _need(not is_int(epochs) or planned == epochs, f"epochs_planned {planned} contradicts hparams.epochs {epochs}")
+    if r["status"] == "complete":
+        _need(r["epochs_run"] == planned or _stopped_early(r),
+              f"status complete after {r['epochs_run']} of {planned} planned epochs, with no early stop its curves "
+              "show (a truncated run relabelled?)")
 
 
 def _same(a, b) -> bool:

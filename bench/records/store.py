@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from bench.contract.errors import BadInput
+from bench.contract.errors import BadInput, EnvironmentProblem
 from bench.records.format import clean, digest
 
 
@@ -40,7 +40,17 @@ def check_writable(folder: Path, what: str = "results folder") -> None:
 
 
 def write_record(results: Path, record: dict) -> Path:
-    """temp file + fsync + link: the record appears whole or not at all, and never replaces one."""
+    """temp file + fsync + link: the record appears whole or not at all, and never replaces one. A disk that
+    refuses (full, read-only) is an EnvironmentProblem: the run's checkpoint is kept, a rerun records it."""
+    try:
+        return _write(Path(results), record)
+    except OSError as exc:
+        raise EnvironmentProblem(f"cannot write the record of {record['recipe']} seed {record['seed']} into "
+                                 f"{Path(results) / record['recipe']}: {exc.strerror or exc} (its checkpoint is kept: "
+                                 "free the space or fix the folder, then rerun the same command)") from exc
+
+
+def _write(results: Path, record: dict) -> Path:
     folder = Path(results) / record["recipe"]
     folder.mkdir(parents=True, exist_ok=True)
     body = clean({k: v for k, v in record.items() if not k.startswith("_")})
@@ -81,8 +91,13 @@ def run_lock(results: Path, recipe: str, key: str) -> Iterator[bool]:
     its previous holder sees that its path now names another file (or none) and tries again.
     """
     folder = partial_dir(results, recipe)
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{key}.lock"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():
+            raise StoreError(f"{path} is a folder where this run's lock file goes: remove it and rerun")
+    except OSError as exc:
+        raise EnvironmentProblem(f"cannot make {folder}: {exc.strerror or exc}") from exc
     while True:
         f = open(path, "a+")
         try:

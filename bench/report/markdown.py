@@ -131,6 +131,14 @@ def rejected_lines(ev: Evidence, results: Path) -> list[str]:
              "`python -m bench report --strict` fails on them):"), "", table(sorted(rows), ["file", "reason"]), ""]
 
 
+def broken_lines(broken: dict[str, str]) -> list[str]:
+    if not broken:
+        return []
+    return ["## Recipe modules that fail to load", "",
+            "Left out of everything below (every other recipe is reported):", "",
+            *(f"- `{name}`: {why}" for name, why in sorted(broken.items())), ""]
+
+
 def write_report(ev: Evidence, out: Path) -> Path:
     """REPORT.md at `out` from a results folder's evidence, its figures in report_figures/ beside it."""
     results, out = Path(ev.root), Path(out)
@@ -150,7 +158,7 @@ def write_report(ev: Evidence, out: Path) -> Path:
               "identical, **insufficient** below 3 runs; **provisional** below 10. Secondary claims are "
               "Holm-corrected. Beside it, the verdict within implementation noise (tau, measured across the suite's "
               "cells). README, \"Reading REPORT.md\", gives the rule and its references."), "",
-             *rejected_lines(ev, results), "## Summary", "",
+             *rejected_lines(ev, results), *broken_lines(registry.broken()), "## Summary", "",
              table([summary_row(r, runs[r.label]) for r in readings],
                    ["reading", "claimed headline", "runs", "mean ± std", "95% CI of mean", "reaching claim",
                     "one new run reaches claim", "params (measured / claimed)", "time per run (median)",

