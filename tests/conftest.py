@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,12 @@ from bench.training import data as data_layer
 from bench.training.numerics import synthetic_arrays  # noqa: F401  (the tests' synthetic data)
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# The tests' runs name HEAD, so that they are canonical while a developer has uncommitted edits (a run of
+# uncommitted code is never canonical: tests/test_hostile.py checks that with this unset); subprocesses inherit it.
+_HEAD = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+if _HEAD:
+    os.environ.setdefault("BENCH_GIT_COMMIT", _HEAD)
 
 
 @pytest.fixture

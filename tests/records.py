@@ -1,7 +1,10 @@
-"""Synthetic run records that pass bench.records.evidence's validation: metrics computed from their curves."""
+"""Synthetic run records that pass bench.records.evidence's validation: metrics computed from their curves, the
+reading's own hyperparameters (they give its fingerprint), a complete run ending at its planned epochs."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 from pathlib import Path
 
 from bench.contract import registry
@@ -20,11 +23,13 @@ def make_record(recipe: str, seed: int, value: float, *, variant: str | None = N
     fp = fingerprint or r.fingerprint
     hp = r.hparams
     n = epochs
+    # a complete run's evaluated epochs are its last n (it reached its planned epochs); a truncated one's its first n
+    last = hp.epochs if status == "complete" else n
     curve = [round(value - 1 + i / max(1, n - 1), 4) for i in range(n)]
     curve[min(1, n - 1)] = value                                   # the best epoch is epoch 2
     curve[-1] = min(curve[-1], value - 0.01) if n > 1 else value
-    curves = {"epoch": list(range(1, n + 1)), "train_loss": [0.9 / (i + 1) for i in range(n)],
-              "train_acc": [90.0 + i for i in range(n)], "test_loss": [0.2 / (i + 1) for i in range(n)],
+    curves = {"epoch": list(range(last - n + 1, last + 1)), "train_loss": [0.9 / (i + 1) for i in range(n)],
+              "train_acc": [90.0 + 9 * i / max(1, n - 1) for i in range(n)], "test_loss": [0.2 / (i + 1) for i in range(n)],
               "test_acc": list(curve), "lr": [0.1] * n, "epoch_time_s": [epoch_time * 1.5] + [epoch_time] * (n - 1)}
     if hp.split != "official":
         curves.update(val_acc=list(curve), val_loss=[0.3 / (i + 1) for i in range(n)])
@@ -35,9 +40,10 @@ def make_record(recipe: str, seed: int, value: float, *, variant: str | None = N
                               .encode()).hexdigest()[:24]
     return {"schema_version": SCHEMA_VERSION, "recipe": recipe, "variant": variant, "fingerprint": fp,
             "harness": "h", "key": k, "seed": seed, "canonical": canonical, "overrides": overrides,
-            "pipeline": pipeline, "step": "eager", "hparams": {"selection": hp.selection}, "metrics": metrics,
+            "pipeline": pipeline, "step": "eager", "hparams": json.loads(json.dumps(dataclasses.asdict(hp))),
+            "metrics": metrics,
             "curves": curves, "params": r.params, "constraints": [], "wall_time_s": metrics["wall_time_s"],
-            "epochs_run": n, "epochs_planned": hp.epochs if status == "truncated" else n,
+            "epochs_run": last, "epochs_planned": hp.epochs,
             "stop_after": n if status == "truncated" else None, "truncated": status == "truncated",
             "resumed_from_epoch": 0, "device": device,
             "env": {"python": "3.11.7", "torch": "2.14.1", "cuda": None, "gpu": None, "cpu": "Test CPU",

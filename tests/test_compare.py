@@ -198,7 +198,7 @@ def test_the_baseline_seeds_rerun_on_the_same_host_with_the_same_bits_pass_witho
 def test_the_same_seeds_on_the_same_host_with_other_bits_say_what_differs_then_are_judged(folders):
     base, cand = folders
     write(base, *runs("mnist_99_4", BASE))
-    upgraded = runs("mnist_99_4", BASE, started=9, weights="9" * 64)
+    upgraded = [make_record("mnist_99_4", s, v, started=9, weights=f"{s + 1}" * 64) for s, v in enumerate(BASE)]
     for r in upgraded:
         r["env"] = {**r["env"], "torch": "2.99.0"}
     write(cand, *upgraded)

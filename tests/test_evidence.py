@@ -259,7 +259,7 @@ def test_a_record_from_another_machine_does_not_skip_a_seed(tmp_path, fake_data,
     again = capsys.readouterr().out                     # nothing trains, and the question still gets its answer
     assert "already recorded on this machine" in again and "your runs against the evidence" in again
     assert "this machine" in again and "n=1" in again, again
-    other = {**record, "host": "another-host", "key": "f" * 24}
+    other = {**record, "host": "another-host", "key": "f" * 24, "weights_sha256": "e" * 64}   # other bits
     other.pop("digest")
     path.unlink()
     write(results, other)

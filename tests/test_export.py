@@ -74,8 +74,8 @@ def test_formats_filters_and_the_curves_table(results, tmp_path, capsys):
 def test_bad_formats_outputs_and_recipes_exit_2(results, tmp_path, capsys):
     write(results, *runs("lenet_sgd", [99.1]))
     checks = [(["--out", str(tmp_path / "x.xlsx")], "unknown format"),
-              (["--out", str(tmp_path)], "not a file"),
-              (["--out", str(tmp_path / "missing" / "x.csv")], "not a file"),
+              (["--out", str(tmp_path)], "is a folder"),
+              (["--out", str(tmp_path / "missing" / "x.csv")], "does not exist"),
               (["--recipe", "nope"], "unknown recipe"),
               (["--format", "parquet"], "parquet")]
     for extra, message in checks:

@@ -125,7 +125,8 @@ def test_a_graph_run_has_a_run_key_of_its_own():
     import hashlib
     what = {"recipe": recipe.name, "variant": recipe.variant_name, "fingerprint": recipe.fingerprint, "seed": 0,
             "overrides": parsed, "pipeline": "fast", "device": "cpu", "threads": torch.get_num_threads(),
-            "host": "h", "step": "eager", "precision": "fp32", "software": {"torch": torch.__version__}}
+            "host": "h", "step": "eager", "precision": "fp32", "software": {"torch": torch.__version__},
+            "uncommitted": False}
     assert eager == hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 

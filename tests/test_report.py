@@ -183,7 +183,7 @@ def _determinism(results, tmp_path) -> str:
 
 
 def test_epochs_a_later_run_trained_again_must_match_the_truncated_run(results, tmp_path):
-    full = make_record("ultimate_mlp", 0, 97.0, epochs=5, key="ab" * 12, started=5)
+    full = make_record("ultimate_mlp", 0, 97.0, epochs=250, key="ab" * 12, started=5)
     write(results, _cut(full, 3, started_at="2026-01-01T00:01:00Z"), full)
     determinism = _determinism(results, tmp_path)
     assert "epochs 1-3 of a truncated run" in determinism
@@ -191,7 +191,7 @@ def test_epochs_a_later_run_trained_again_must_match_the_truncated_run(results, 
 
 
 def test_a_retrained_epoch_with_other_values_is_flagged_not_deterministic(results, tmp_path):
-    full = make_record("ultimate_mlp", 0, 97.0, epochs=5, key="ab" * 12, started=5)
+    full = make_record("ultimate_mlp", 0, 97.0, epochs=250, key="ab" * 12, started=5)
     short = _cut(full, 3, started_at="2026-01-01T00:01:00Z")
     short["curves"]["lr"] = [0.1, 0.1000001, 0.1]                # one value off in the 7th digit
     write(results, short, full)
@@ -200,7 +200,7 @@ def test_a_retrained_epoch_with_other_values_is_flagged_not_deterministic(result
 
 
 def test_epochs_restored_from_a_checkpoint_are_not_called_a_second_computation(results, tmp_path):
-    full = make_record("ultimate_mlp", 0, 97.0, epochs=5, key="ab" * 12, started=5)
+    full = make_record("ultimate_mlp", 0, 97.0, epochs=250, key="ab" * 12, started=5)
     full["resumed_from_epoch"] = 3
     write(results, _cut(full, 3, started_at="2026-01-01T00:01:00Z", resumed_from_epoch=0), full)
     assert "trained again" not in _determinism(results, tmp_path)

@@ -179,6 +179,9 @@ def after_ray(campaign: Campaign, plans, failures: int, left: dict[str, list[int
 def main(campaign: Campaign) -> int:
     deadline = runner.now() + campaign.budget if campaign.budget else None
     plans = [(r, dataclasses.replace(o, deadline=deadline)) for r, o in campaign.plans]
+    if runner.uncommitted():
+        print(f"note: bench/ or recipes/ have uncommitted changes ({runner.code_version()[0]}): these runs say so and "
+              "are not canonical (no commit holds their code); commit first to make evidence")
     if campaign.run_all:
         print(f"--all: {len(plans)} recipes in alphabetical order ({', '.join(r.name for r, _ in plans)}); "
               "canonical readings only")

@@ -85,7 +85,8 @@ def run_key(recipe: Recipe, seed: int, opts: RunOptions, parsed: dict) -> str:
     torch upgrade a seed trains again instead of counting as already recorded)."""
     what = {"recipe": recipe.name, "variant": recipe.variant_name, "fingerprint": recipe.fingerprint, "seed": seed,
             "overrides": parsed, "pipeline": opts.pipeline, "device": opts.device.type, "threads": cpu_threads(opts),
-            "host": opts.host, "step": opts.step, "precision": opts.precision, "software": software(opts.device)}
+            "host": opts.host, "step": opts.step, "precision": opts.precision, "software": software(opts.device),
+            "uncommitted": uncommitted()}
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
@@ -131,6 +132,11 @@ def code_version() -> tuple:
     return git_commit(ROOT), harness_hash()
 
 
+def uncommitted() -> bool:
+    """The code that runs has edits no commit holds: its runs say so (+dirty) and are never canonical."""
+    return str(code_version()[0] or "").endswith("+dirty")
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -161,7 +167,7 @@ def train_and_record(recipe: Recipe, seed: int, arrays: dict, opts: RunOptions, 
     return {
         "schema_version": SCHEMA_VERSION, "recipe": recipe.name, "variant": recipe.variant_name,
         "fingerprint": recipe.fingerprint, "harness": code_version()[1], "key": key, "seed": seed,
-        "canonical": not parsed, "overrides": parsed, "pipeline": opts.pipeline, "step": opts.step,
+        "canonical": not parsed and not uncommitted(), "overrides": parsed, "pipeline": opts.pipeline, "step": opts.step,
         "hparams": dataclasses.asdict(hp), "metrics": metrics, "curves": result.curves, "params": params,
         "constraints": constraints, "wall_time_s": metrics["wall_time_s"], "epochs_run": result.epochs_run,
         "epochs_planned": hp.epochs, "stop_after": opts.stop_after, "truncated": result.truncated,

@@ -76,10 +76,11 @@ def cpu_identity() -> dict:
 
 
 def git_commit(root: Path) -> str | None:
-    """HEAD of the checkout the code runs from, with '+dirty' when it has local edits; where the code is a
-    copy without .git (the GPU machine gets a copied tree), the commit its sender named in BENCH_GIT_COMMIT."""
-    if not (Path(root) / ".git").exists() and os.environ.get(COMMIT_VARIABLE):
-        return os.environ[COMMIT_VARIABLE].strip() or None
+    """HEAD of the checkout the code runs from, with '+dirty' when bench/ or recipes/ have local edits; the
+    commit named in BENCH_GIT_COMMIT when that is set (a copied tree without .git, like the GPU machine's,
+    whose sender names it; the evidence layer checks that commit's FROZEN.json against every record)."""
+    if os.environ.get(COMMIT_VARIABLE, "").strip():
+        return os.environ[COMMIT_VARIABLE].strip()
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                              text=True, timeout=10, check=True).stdout.strip()
