@@ -36,6 +36,8 @@ def make_splits(arrays: dict[str, np.ndarray], hp, split_gen, device) -> Splits:
     """
     x, y = torch.from_numpy(arrays["train_x"]), torch.from_numpy(arrays["train_y"])
     n = len(y)
+    if hp.split != "official" and not 0 < hp.val_size < n:
+        raise DataError(f"the data holds {n:,} training images: too few for a validation split of {hp.val_size:,}")
     if hp.split == "official":
         train_idx, val_idx = torch.arange(n), None
     elif hp.split == "tail":
