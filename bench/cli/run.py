@@ -143,20 +143,23 @@ def run_one_recipe(campaign: Campaign, recipe, opts: RunOptions) -> tuple[int, l
         (data_layer.mnist_csv_dir(opts.data_dir) / f).exists() for f in data_layer.CSV_FILES.values())
     # a dry run writes nothing, not even the CSV copy of MNIST: it times the same images from the IDX files
     arrays = data_layer.load("mnist" if campaign.dry_run and csv_missing else hp.dataset, opts.data_dir)
-    with default_step(opts.step):                           # the estimate times the run's own step
-        est = estimate(recipe, hp, arrays, opts.device, opts.pipeline, opts.stop_after, opts.precision)
-    print(est.line(len(todo), campaign.jobs))
-    for note in filter(None, (est.warning, advice(est, opts.device, recipe.label))):
-        print(note)
+    est = None
+    if not opts.progress_lines:                             # a --jobs child: its parent estimated already
+        with default_step(opts.step):                       # the estimate times the run's own step
+            est = estimate(recipe, hp, arrays, opts.device, opts.pipeline, opts.stop_after, opts.precision)
+        print(est.line(len(todo), campaign.jobs))
+        for note in filter(None, (est.warning, advice(est, opts.device, recipe.label))):
+            print(note)
     if campaign.dry_run:
         print(f"dry run: would train seed(s) {', '.join(map(str, todo))} of {recipe.label} "
               f"({campaign.jobs} at a time); nothing trained or written")
         return 0, []
+    seconds = est.seed if est else None
     if campaign.jobs > 1:
-        failures, left = run_parallel(recipe, todo, opts, campaign.jobs, seed_seconds=est.seed)
+        failures, left = run_parallel(recipe, todo, opts, campaign.jobs, seed_seconds=seconds)
     else:
         failures = 0
-        _, left = runner.run_seeds(recipe, todo, opts, arrays, seed_seconds=est.seed)
+        _, left = runner.run_seeds(recipe, todo, opts, arrays, seed_seconds=seconds)
     if not parsed and not left:
         agreement(recipe, opts)
     return failures, left
