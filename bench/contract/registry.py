@@ -1,15 +1,14 @@
 """Finds recipes by scanning recipes/*.py: the file name is the recipe name.
 
-No decorators and no hand-kept list; a module missing part of the contract is an error
-that names what is missing. A recipe may declare VARIANTS, other readings of its document,
-each loaded as its own Recipe (`registry.load(name, variant)`).
+No decorators and no hand-kept list; a module missing part of the contract, or one that fails
+to import, is an error that names what is wrong (all_recipes() leaves it out and names it in
+broken(), so every other recipe works). A recipe may declare VARIANTS, other readings of its
+document, each loaded as its own Recipe (`registry.load(name, variant)`).
 
-A recipe's fingerprint says what ran: a hash of its code (parsed, so comments, docstrings,
-imports and the metadata CLAIMS, ASSUMPTIONS, CONSTRAINTS, VARIANTS and DOCUMENT_LOG do not
-count), its hyperparameters, its variant, and its numerics revision. recipes/FROZEN.json pins
-each fingerprint with the numbers a few training steps give on fixed synthetic data
-(bench/training/numerics.py); when those numbers move while the code did not (a harness change),
-`bench freeze` raises the revision, so runs of the old numerics are kept but never mixed in.
+A recipe's fingerprint says what ran: a hash of its code (bench.contract.fingerprint: parsed, so
+comments, docstrings, imports and the metadata CLAIMS, ASSUMPTIONS, CONSTRAINTS, VARIANTS and
+DOCUMENT_LOG do not count), its hyperparameters, its variant, and its numerics revision, which
+recipes/FROZEN.json pins (bench.contract.frozen; `bench freeze` in bench.training.numerics).
 """
 from __future__ import annotations
 

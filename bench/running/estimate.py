@@ -43,7 +43,7 @@ from bench.training.step import make_step
 HOUR = 3600.0
 WARMUP_STEPS = 3            # a graph step captures at its first batch; the first calls allocate
 REPEATS = 3                 # blocks of steps timed; their median is the figure
-BLOCK_S = 0.5               # a block lasts about this long
+BLOCK_S = 0.25              # a block lasts about this long
 MAX_BLOCK_STEPS = 200
 
 
