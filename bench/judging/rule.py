@@ -235,8 +235,10 @@ def judge(values: Sequence, claim: float, scale: Scale, failed: Optional[Sequenc
     that failed as runs, whatever this metric says (else they are found from these values)."""
     raw = [math.nan if v is None else float(v) for v in values]
     n = len(raw)
-    own = failed_runs(raw, scale)
-    bad_mask = [bool(a) or b for a, b in zip(failed, own)] if failed is not None else own
+    if failed is not None:      # failure is the run's (decided on the headline); a value that is no number is none
+        bad_mask = [bool(a) or not math.isfinite(v) for a, v in zip(failed, raw)]
+    else:
+        bad_mask = failed_runs(raw, scale)
     outliers = sum(b and not diverged(v, scale) for v, b in zip(raw, bad_mask))
     bad = sum(bad_mask)
     good = np.array([v for v, b in zip(raw, bad_mask) if not b], dtype=float)

@@ -33,9 +33,9 @@ def reach_text(j) -> str:
 def noise_lines(res: ClaimResult, recipe: Recipe, tau: Optional[Tau]) -> list[str]:
     """The verdict within implementation noise beside the one within seed noise, and the tipping point."""
     j, c = res.judgement, res.claim
-    if tau is None or j.verdict not in ("reproduced", "not reproduced", "exceeded"):
-        return []
     scale = scale_of(recipe, c)
+    if tau is None or j.verdict not in ("reproduced", "not reproduced", "exceeded") or scale.kind != "percent":
+        return []                              # tau is measured on the logit of accuracies: it says nothing of a loss
     verdict, p = decide(j, scale, c.value, tau.tau)
     star = tipping_point(j, scale, c.value)
     points = points_per_logit(j.mean)

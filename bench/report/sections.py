@@ -116,7 +116,9 @@ def early_lines(recipe: Recipe, rr: ReadingRuns) -> list[str]:
                    f"about {test.expected_inside:.1f} inside (each epoch misses 5% of the time, and the epochs of one "
                    f"run are correlated). Joint test: the largest standardized distance is {test.largest:.2f} (epoch "
                    f"{test.at.epoch}, {test.at.metric}); were the document's run one more run, a distance this large "
-                   f"somewhere among the {test.judged} epochs has chance p = {pvalue(test.p)} ({early.SIMULATIONS:,} "
+                   f"somewhere among the {test.judged} epochs has chance p "
+                   f"{'< ' + format(1 / early.SIMULATIONS, '.0e') if test.p == 0 else '= ' + pvalue(test.p)} "
+                   f"({early.SIMULATIONS:,} "
                    f"simulated runs with the runs' own correlation across epochs): {verdict}."
                    + (f" {fewer} logged epoch(s) have fewer than 2 runs." if fewer else ""))
     return ["#### Early curve against the document's printed log", "",
