@@ -29,7 +29,8 @@ def make_record(recipe: str, seed: int, value: float, *, variant: str | None = N
     curve[min(1, n - 1)] = value                                   # the best epoch is epoch 2
     curve[-1] = min(curve[-1], value - 0.01) if n > 1 else value
     curves = {"epoch": list(range(last - n + 1, last + 1)), "train_loss": [0.9 / (i + 1) for i in range(n)],
-              "train_acc": [90.0 + 9 * i / max(1, n - 1) for i in range(n)], "test_loss": [0.2 / (i + 1) for i in range(n)],
+              "train_acc": [90.0 + 9 * i / max(1, n - 1) for i in range(n)],
+              "test_loss": [0.2 / (i + 1) for i in range(n)],
               "test_acc": list(curve), "lr": [0.1] * n, "epoch_time_s": [epoch_time * 1.5] + [epoch_time] * (n - 1)}
     if hp.split != "official":
         curves.update(val_acc=list(curve), val_loss=[0.3 / (i + 1) for i in range(n)])

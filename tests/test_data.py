@@ -232,7 +232,7 @@ def write_cifar(data_dir: Path, n=2) -> tuple[dict[str, str], dict[str, dict]]:
         batches[name] = {"batch_label": name, "data": images(rng, n, (3072,)),
                          "labels": rng.integers(0, 10, n).tolist(), "filenames": [f"{i}.png" for i in range(n)]}
         (folder / name).write_bytes(pickle.dumps(batches[name], protocol=2))
-    return {name: dl.md5_file(folder / name) for name in reversed(batches)}, batches
+    return {name: dl.file_digest(folder / name, "md5") for name in reversed(batches)}, batches
 
 
 def test_cifar_batches_load_with_shapes_and_labels_in_batch_order(tmp_path):

@@ -241,7 +241,7 @@ def test_lr_follows_the_schedule_and_training_learns(kind, pipeline):
     # train loss and accuracy: the images-weighted mean over each epoch's batches, in train mode
     assert len(recipe.batches) == STEPS * hp.epochs and sum(n for *_, n in recipe.batches[:STEPS]) == N_TRAIN
     epochs = [recipe.batches[i * STEPS:(i + 1) * STEPS] for i in range(hp.epochs)]
-    assert c["train_loss"] == pytest.approx([sum(l * n for l, _, n in b) / N_TRAIN for b in epochs], rel=1e-12)
+    assert c["train_loss"] == pytest.approx([sum(loss * n for loss, _, n in b) / N_TRAIN for b in epochs], rel=1e-12)
     assert c["train_acc"] == [100.0 * sum(k for _, k, _ in b) / N_TRAIN for b in epochs]
     # test loss and accuracy of the final model, recomputed here in eval mode on the normalized test images
     model = recipe.build_model(hp)
@@ -297,7 +297,7 @@ def test_eval_every_evaluates_times_and_checkpoints_as_specified(kind, epochs, e
     # train loss of an evaluated epoch is that epoch's own batches, not the skipped ones'
     batches = recipe.batches
     assert c["train_loss"] == pytest.approx(
-        [sum(l * n for l, _, n in batches[(e - 1) * STEPS:e * STEPS]) / N_TRAIN for e in want], rel=1e-12)
+        [sum(loss * n for loss, _, n in batches[(e - 1) * STEPS:e * STEPS]) / N_TRAIN for e in want], rel=1e-12)
     assert [e + 1 for e in range(want[-1]) if engine.evaluated(e, hp, want[-1])] == want
     assert all(len(c[k]) == len(want) for k in c)
     # an epoch's time is its own training, the skipped epochs' training before it, and its evaluation

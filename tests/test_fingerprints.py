@@ -176,8 +176,9 @@ def frozen_codes() -> dict[str, str]:
 
 def printed_codes(python: str) -> dict[str, str]:
     """`python -m bench.contract.fingerprint` under that interpreter, from the repository root, torch never imported."""
-    code = ("import runpy, sys; sys.argv = ['bench.contract.fingerprint']; runpy.run_module('bench.contract.fingerprint', "
-            "run_name='__main__'); assert 'torch' not in sys.modules, 'bench.contract.fingerprint imported torch'")
+    code = ("import runpy, sys; sys.argv = ['bench.contract.fingerprint']; "
+            "runpy.run_module('bench.contract.fingerprint', run_name='__main__'); "
+            "assert 'torch' not in sys.modules, 'bench.contract.fingerprint imported torch'")
     proc = subprocess.run([python, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return dict(line.split() for line in proc.stdout.splitlines())

@@ -42,7 +42,8 @@ HAS_CUDA = torch.cuda.is_available()
 
 def on_gpu(test):
     """Marked `gpu`: collected everywhere, skipped where torch sees no CUDA device."""
-    test = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU (python3 -m pytest tests/test_gpu.py -m gpu)")(test)
+    reason = "needs a CUDA GPU (python3 -m pytest tests/test_gpu.py -m gpu)"
+    test = pytest.mark.skipif(not HAS_CUDA, reason=reason)(test)
     return pytest.mark.gpu(test)
 
 

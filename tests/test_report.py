@@ -90,7 +90,8 @@ def test_claims_without_a_better_side_are_described_not_judged(results, tmp_path
 
 def test_not_comparable_claims_say_why(results, tmp_path):
     write(results, *runs("vgg_mnist", [99.3, 99.4, 99.35]))
-    block = section(render(results, tmp_path / "R.md"), "vgg_mnist").split("#### `train_loss_final`")[1].split("####")[0]
+    vgg = section(render(results, tmp_path / "R.md"), "vgg_mnist")
+    block = vgg.split("#### `train_loss_final`")[1].split("####")[0]
     assert "verdict: **not comparable**" in block and "batch" in block
 
 

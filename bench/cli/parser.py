@@ -76,7 +76,8 @@ def _add_run_args(p, seeds: bool = True):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="python -m bench", description="Reproducibility benchmark suite for published training recipes.")
+    parser = Parser(prog="python -m bench",
+                    description="Reproducibility benchmark suite for published training recipes.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("list", help="every recipe and variant with dataset, parameters and headline claim")

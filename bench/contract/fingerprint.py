@@ -87,7 +87,8 @@ def variant_names(path: Path) -> list[str]:
     """The names of a module's VARIANTS, read from its source: each `Variant("name", ...)` in the list."""
     tree = ast.parse(Path(path).read_text(encoding="utf-8"))
     for node in tree.body:
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        targets = (node.targets if isinstance(node, ast.Assign)
+                   else [node.target] if isinstance(node, ast.AnnAssign) else [])
         if any(isinstance(t, ast.Name) and t.id == "VARIANTS" for t in targets) and node.value is not None:
             return [call.args[0].value for call in getattr(node.value, "elts", [])
                     if isinstance(call, ast.Call) and call.args and isinstance(call.args[0], ast.Constant)]

@@ -177,7 +177,8 @@ def _module(name: str) -> ModuleType:
     if not hasattr(module, "train"):
         missing += [a for a in TORCH_HOOKS if not hasattr(module, a)]
     if missing:
-        raise RecipeError(f"recipes/{name}.py lacks {', '.join(missing)} (see bench/contract/recipe.py for the contract)")
+        raise RecipeError(f"recipes/{name}.py lacks {', '.join(missing)} "
+                          "(see bench/contract/recipe.py for the contract)")
     if sum(c.headline for c in module.CLAIMS) != 1:
         raise RecipeError(f"recipes/{name}.py must mark exactly one claim as headline=True")
     return module

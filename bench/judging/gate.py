@@ -121,8 +121,10 @@ def compare_reading(recipe, base: list[dict], cand: list[dict], alpha: float, mi
     base_groups, cand_groups = groups(base), groups(cand)
     common = sorted(set(base_groups) & set(cand_groups), key=lambda d: d != "cuda")
     if not common:
-        row.update(status=f"not compared: baseline on {', '.join(sorted(base_groups)) or 'no fast pipeline'}, "
-                          f"candidate on {', '.join(sorted(cand_groups)) or 'no fast pipeline'} (never cpu against cuda)")
+        where = {side: ', '.join(sorted(g)) or 'no fast pipeline' for side, g in (("base", base_groups),
+                                                                              ("cand", cand_groups))}
+        row.update(status=f"not compared: baseline on {where['base']}, candidate on {where['cand']} "
+                          "(never cpu against cuda)")
         row["notes"].append(row["status"])
         return row
     gb, gc = base_groups[common[0]], cand_groups[common[0]]

@@ -180,7 +180,8 @@ class Judgement:
     reaching: int                  # runs (of all n, failed ones failing) at least as good as the claim
     reaching_ci: tuple             # Clopper-Pearson 95% interval of reaching / n
     beats_all: Optional[bool]      # n >= 19: the claim is better than every run
-    verdict: str                   # reproduced | not reproduced | exceeded | unstable | seeding fault | insufficient | no runs
+    # reproduced | not reproduced | exceeded | unstable | seeding fault | insufficient | no runs
+    verdict: str
     provisional: bool
     n_outliers: int = 0
     y_mean: float = math.nan       # the converged runs on the judging scale: mean, sd, count

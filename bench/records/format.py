@@ -119,7 +119,8 @@ def validate(r: dict, folder: str, known: Optional[dict] = None, raw: Optional[d
     _need(isinstance(r.get("canonical"), bool), "canonical is not true/false")
     _need(isinstance(r.get("overrides"), dict), "overrides is not an object")
     dirty = str(r.get("git_commit") or "").endswith("+dirty")
-    _need(r["canonical"] == (not r["overrides"]) or (dirty and not r["canonical"]), "canonical contradicts its overrides")
+    _need(r["canonical"] == (not r["overrides"]) or (dirty and not r["canonical"]),
+          "canonical contradicts its overrides")
     _need(r.get("status") in STATUSES, f"status is {r.get('status')!r}")
     _need(r["truncated"] is (r["status"] == "truncated"), "truncated contradicts status")
     _need(r["pipeline"] in PIPELINES, f"pipeline is {r['pipeline']!r}")

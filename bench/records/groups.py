@@ -123,7 +123,8 @@ def retraces(rr: ReadingRuns) -> list[Retrace]:
                 continue
             start = o.get("resumed_from_epoch") or 0
             theirs = {e: i for i, e in enumerate(o["curves"].get("epoch", []))}
-            shared = [(i, theirs[e], e) for i, e in enumerate(t["curves"].get("epoch", [])) if e > start and e in theirs]
+            shared = [(i, theirs[e], e) for i, e in enumerate(t["curves"].get("epoch", []))
+                      if e > start and e in theirs]
             if not shared:
                 continue
             diff = next((e for i, j, e in shared

@@ -163,8 +163,8 @@ def write_report(ev: Evidence, out: Path) -> Path:
                    ["reading", "claimed headline", "runs", "mean ± std", "95% CI of mean", "reaching claim",
                     "one new run reaches claim", "params (measured / claimed)", "time per run (median)",
                     "verdict"]), "",
-             (f"{len(ev.records)} usable record(s); {len(ev.rejected)} rejected; {copies} bitwise cop{'y' if copies == 1 else 'ies'} counted "
-              "once."), "", *noise_lines]
+             (f"{len(ev.records)} usable record(s); {len(ev.rejected)} rejected; "
+              f"{copies} bitwise cop{'y' if copies == 1 else 'ies'} counted once."), "", *noise_lines]
     for r in readings:
         figs = draw(r, runs[r.label], out.parent / FIGURES_DIR)
         lines += reading_section(r, runs[r.label], ev, results, figs, tau)

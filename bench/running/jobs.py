@@ -56,7 +56,8 @@ class Children:
             if self.stopping:
                 return None
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                                    cwd=os.getcwd(), env=env, start_new_session=True)   # our signals, not the terminal's
+                                    # a session of its own: our signals reach it, not the terminal's
+                                    cwd=os.getcwd(), env=env, start_new_session=True)
             self.procs[seed] = proc
             return proc
 

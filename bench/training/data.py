@@ -75,16 +75,9 @@ def mnist_csv_dir(data_dir: Path) -> Path:
     return Path(data_dir) / "MNIST" / "csv"
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def md5_file(path: Path) -> str:
-    h = hashlib.md5()
+def file_digest(path: Path, algorithm: str = "sha256") -> str:
+    """Hex digest of a file read in 1 MiB chunks (hashlib.file_digest needs Python 3.11)."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
@@ -104,7 +97,7 @@ def check_file(path: Path, spec: FileSpec) -> Optional[str]:
     size = path.stat().st_size
     if size != spec.size:
         return f"truncated or wrong size ({size:,} bytes, expected {spec.size:,})"
-    if sha256_file(path) != spec.sha256:
+    if file_digest(path) != spec.sha256:
         return "checksum mismatch (sha256 differs from the canonical file)"
     return None
 
@@ -199,7 +192,7 @@ def _from_official(workdir: Path, log: Log) -> dict[str, bytes]:
                     errors.append(f"{mirror}: {exc}")
             else:
                 raise OSError("; ".join(errors))
-            if md5_file(workdir / gz_name) != md5:
+            if file_digest(workdir / gz_name, "md5") != md5:
                 raise OSError(f"{gz_name}: md5 mismatch after download")
             with gzip.open(workdir / gz_name, "rb") as f:
                 out[gz_name[:-3]] = f.read()
@@ -425,7 +418,10 @@ def verify_cifar10(data_dir: Path, checksums: Optional[dict[str, str]] = None) -
     out = {}
     for name, md5 in (checksums or cifar_checksums()).items():
         path = folder / name
-        out[name] = "missing" if not path.exists() else (None if md5_file(path) == md5 else "checksum mismatch (md5)")
+        if not path.exists():
+            out[name] = "missing"
+        else:
+            out[name] = None if file_digest(path, "md5") == md5 else "checksum mismatch (md5)"
     return out
 
 

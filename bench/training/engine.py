@@ -40,7 +40,7 @@ class RunContext:
     key: str = ""
     progress: bool = True
     stop_after: Optional[int] = None   # train the first K epochs of the unchanged schedule, then stop
-    step: Optional[str] = None         # "eager" | "graph" (bench/training/step.py); None: bench.training.step.default_step's
+    step: Optional[str] = None         # "eager" | "graph" (bench/training/step.py); None: step.default_step's
 
     def last_epoch(self, hp) -> int:
         """How many epochs this call trains to: the schedule's end, or the --stop-after point before it."""

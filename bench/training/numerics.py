@@ -152,7 +152,8 @@ def check(pins: list[dict], now: dict) -> Check:
             return Check("same", own_pin=True)
         return Check("moved", (f"final weights {str(own[0].get('sha256'))[:12]} -> {str(now.get('sha256'))[:12]} "
                                f"on the machine that pinned them ({describe_machine(own[0])})",), own_pin=True)
-    moved = [f"against the pin of {describe_machine(p)}: {'; '.join(d)}" for p in pins if (d := beyond_tolerance(p, now))]
+    moved = [f"against the pin of {describe_machine(p)}: {'; '.join(d)}"
+             for p in pins if (d := beyond_tolerance(p, now))]
     return Check("moved", tuple(moved)) if moved else Check("agrees")
 
 
