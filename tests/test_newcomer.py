@@ -90,6 +90,36 @@ def test_a_budget_spent_mid_seed_stops_at_a_checkpoint_and_resumes(tmp_path, fak
     assert record["resumed_from_epoch"] >= 1 and record["status"] == "complete"
 
 
+def test_a_seed_longer_than_the_whole_budget_is_trained_in_stretches(tmp_path, fake_data, capsys, monkeypatch):
+    """`--budget 2h` on a 2.4 h seed (the advice the estimate prints for ultimate_mlp): each call trains until
+    the next epoch would overrun, stops at a checkpoint, and the same command resumes it."""
+    from bench.running import runner
+    results = tmp_path / "results"
+    clock = [0.0]
+    monkeypatch.setattr(runner, "now", lambda: clock[0])
+    real_save = runner.RunnerContext.save_checkpoint
+
+    def save(self, state):                      # every epoch takes 3 s of the budget's clock
+        clock[0] += 3.0
+        real_save(self, state)
+
+    monkeypatch.setattr(runner.RunnerContext, "save_checkpoint", save)
+    monkeypatch.setattr("bench.cli.run.estimate", lambda *a, **k: Estimate(1e-6, 1e-6, 3.0, 45.0, 15, False))
+    args = ["run", "--recipe", "lenet_sgd", "--seeds", "2", "--budget", "10s", "--results", str(results), *SMALL]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "budget spent at epoch 3 of 15" in out, out     # epochs 1-3 end at 9 s; a 4th would end past 10 s
+    assert "--budget 10s" in out and not evidence.read(results).records
+    stretches = 1
+    while not evidence.read(results).records:
+        clock[0] = 0.0
+        assert main(args) == 0 and stretches < 10
+        stretches += 1
+    (record,) = evidence.read(results).records
+    assert record["seed"] == 0 and record["status"] == "complete" and record["resumed_from_epoch"] == 12
+    assert stretches == 5 and "budget spent" in capsys.readouterr().out     # seed 1 is the next stretch's
+
+
 def test_all_runs_every_recipe_with_data_and_skips_the_rest(tmp_path, monkeypatch, capsys):
     ran = []
 

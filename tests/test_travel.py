@@ -13,7 +13,7 @@ from bench.cli.main import main
 from bench.contract import registry
 from bench.records import evidence
 from bench.records.groups import primary, split_runs
-from bench.running.estimate import busy_warning, engine_seconds
+from bench.running.estimate import Estimate, busy_warning, engine_seconds
 from bench.training import determinism, environment
 from tests.conftest import synthetic_arrays
 from tests.records import runs, write
@@ -115,7 +115,8 @@ def test_jobs_report_a_seed_the_budget_cut_and_one_never_started(tmp_path, monke
     assert sum("budget ran out" in line for line in logs) == 2
     late = RunOptions(results=tmp_path, data_dir=tmp_path, device=torch.device("cpu"), host="h", progress=False,
                       deadline=jobs.now() + 5)
-    failures, left = jobs.run_parallel(registry.load("lenet_sgd"), [3], late, 1, seed_seconds=60, log=logs.append)
+    est = Estimate(1e-6, 1e-6, epoch=10.0, seed=60.0, epochs=6, early_stop=False)   # not even one epoch fits
+    failures, left = jobs.run_parallel(registry.load("lenet_sgd"), [3], late, 1, est=est, log=logs.append)
     assert left == [3] and "not started" in logs[-2]
 
 

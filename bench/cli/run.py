@@ -154,12 +154,11 @@ def run_one_recipe(campaign: Campaign, recipe, opts: RunOptions) -> tuple[int, l
         print(f"dry run: would train seed(s) {', '.join(map(str, todo))} of {recipe.label} "
               f"({campaign.jobs} at a time); nothing trained or written")
         return 0, []
-    seconds = est.seed if est else None
     if campaign.jobs > 1:
-        failures, left = run_parallel(recipe, todo, opts, campaign.jobs, seed_seconds=seconds)
+        failures, left = run_parallel(recipe, todo, opts, campaign.jobs, est=est)
     else:
         failures = 0
-        _, left = runner.run_seeds(recipe, todo, opts, arrays, seed_seconds=seconds)
+        _, left = runner.run_seeds(recipe, todo, opts, arrays, est=est)
     if not parsed and not left:
         agreement(recipe, opts)
     return failures, left

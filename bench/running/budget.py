@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Optional
 
 from bench.running.options import Campaign, RunOptions
 from bench.training.step import resolve as resolve_step
@@ -26,6 +27,20 @@ def parse_duration(text: str) -> float:
     if not math.isfinite(seconds) or seconds <= 0:
         raise ValueError(f"{text!r}: a budget must be a positive duration")
     return seconds
+
+
+def may_start(left: float, start_left: float, seed_s: Optional[float], epoch_s: Optional[float]) -> bool:
+    """Whether a seed starts with `left` seconds of the budget (`start_left` when this call began).
+
+    A seed that fits starts. One that does not waits for the next call, unless no call of this budget
+    could hold it (a seed longer than the whole budget, e.g. `--budget 2h` for a 2.4 h seed): it starts
+    while one epoch fits, trains until the next epoch would overrun, and the same command resumes it
+    bitwise from its checkpoint."""
+    if left <= 0:
+        return False
+    if seed_s is None or seed_s <= left:
+        return True
+    return seed_s > start_left and (epoch_s or 0.0) <= left
 
 
 def continue_command(campaign: Campaign, recipe, opts: RunOptions, left: list[int]) -> str:

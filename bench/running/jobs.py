@@ -21,6 +21,8 @@ from tqdm import tqdm
 
 from bench.contract.errors import Interrupted, Terminated
 from bench.records.store import partial_dir
+from bench.running.budget import may_start
+from bench.running.estimate import Estimate
 from bench.running.options import RunOptions
 from bench.running.runner import now
 
@@ -95,7 +97,7 @@ def child_env(slot: int, opts: RunOptions, gpus: list[str]) -> dict:
     return env
 
 
-def run_parallel(recipe, seeds: list[int], opts: RunOptions, jobs: int, seed_seconds: float | None = None,
+def run_parallel(recipe, seeds: list[int], opts: RunOptions, jobs: int, est: Estimate | None = None,
                  log=print) -> tuple[int, list[int]]:
     """K seeds at once as child processes; returns (children that failed, seeds the budget left)."""
     threads = opts.threads or torch.get_num_threads()
@@ -107,11 +109,13 @@ def run_parallel(recipe, seeds: list[int], opts: RunOptions, jobs: int, seed_sec
     children = Children()
     bars: dict[int, tqdm] = {}
     gpus = visible_gpus() if opts.device.type == "cuda" else []
+    start_left = None if opts.deadline is None else opts.deadline - now()
 
     def one(slot_seed):
         slot, seed = slot_seed
         log_path = logs / f"seed{seed}-{os.getpid()}.log"
-        if opts.deadline is not None and opts.deadline - now() < (seed_seconds or 0):
+        if start_left is not None and not may_start(opts.deadline - now(), start_left, est and est.seed,
+                                                    est and est.epoch):
             return seed, "unstarted", "", log_path
         proc = children.start(seed, child_command(recipe, seed, opts, threads), child_env(slot, opts, gpus))
         if proc is None:

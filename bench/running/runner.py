@@ -16,7 +16,7 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Optional
@@ -31,6 +31,8 @@ from bench.records import evidence
 from bench.records.format import SCHEMA_VERSION, machine_key
 from bench.records.selection import summarize
 from bench.records.store import partial_dir, run_lock, write_record
+from bench.running.budget import may_start
+from bench.running.estimate import Estimate
 from bench.running.options import RunOptions
 from bench.training import data as data_layer
 from bench.training.determinism import seed_everything
@@ -56,6 +58,7 @@ class RunnerContext(RunContext):
     planned: int = 0
     lines: bool = False
     saved_epoch: int = 0
+    saved_at: float = field(default_factory=lambda: now())     # the budget's clock at the last checkpoint
 
     def save_checkpoint(self, state: dict) -> None:
         super().save_checkpoint(state)
@@ -65,7 +68,10 @@ class RunnerContext(RunContext):
             test = (curves.get("test_acc") or [None])[-1]
             print(f"@progress {self.saved_epoch} {self.planned}" + (f" test {test:.2f}" if test is not None else ""),
                   flush=True)
-        if self.deadline is not None and now() > self.deadline and self.saved_epoch < self.planned:
+        # stop before the budget is spent: when the next stretch, as long as the last one, would overrun it
+        t = now()
+        stretch, self.saved_at = t - self.saved_at, t
+        if self.deadline is not None and t + stretch > self.deadline and self.saved_epoch < self.planned:
             raise BudgetReached(f"{self.name} seed {self.seed}: budget spent at epoch {self.saved_epoch} of "
                                 f"{self.planned} (checkpointed)")
 
@@ -217,20 +223,21 @@ def refuse_rejected(ev: evidence.Evidence, recipe: Recipe, seeds, force: bool) -
                                  "retrained silently: move the file out of the results folder, or pass --force")
 
 
-def run_seeds(recipe: Recipe, seeds: list[int], opts: RunOptions, arrays=None, seed_seconds: Optional[float] = None,
+def run_seeds(recipe: Recipe, seeds: list[int], opts: RunOptions, arrays=None, est: Optional[Estimate] = None,
               log=print) -> tuple[list[dict], list[int]]:
     """Train the seeds in order; returns (new records, seeds left when the budget ran out).
 
-    With a budget, a seed whose estimated time no longer fits is not started; one that overruns
-    its estimate stops at its next checkpoint and resumes on the next call."""
+    With a budget, a seed starts by bench.running.budget.may_start (one that fits, or one longer than
+    the whole budget, trained in stretches); a started seed stops at the checkpoint after which the next
+    stretch would overrun, and resumes on the next call."""
     hp, _ = effective_hparams(recipe, opts)
     arrays = arrays if arrays is not None else data_layer.load(hp.dataset, opts.data_dir, log=log)
     out = []
+    start_left = None if opts.deadline is None else opts.deadline - now()
     for i, seed in enumerate(seeds):
-        if opts.deadline is not None:
-            left = opts.deadline - now()
-            if left <= 0 or (seed_seconds is not None and seed_seconds > left):
-                return out, seeds[i:]
+        if start_left is not None and not may_start(opts.deadline - now(), start_left, est and est.seed,
+                                                    est and est.epoch):
+            return out, seeds[i:]
         try:
             record = run_seed(recipe, seed, arrays, opts, log)
         except BudgetReached as exc:
