@@ -120,6 +120,20 @@ def test_a_seed_longer_than_the_whole_budget_is_trained_in_stretches(tmp_path, f
     assert stretches == 5 and "budget spent" in capsys.readouterr().out     # seed 1 is the next stretch's
 
 
+def test_a_dry_run_says_what_the_budget_will_do(tmp_path, fake_data, capsys, monkeypatch):
+    from bench.running.budget import plan_line
+    short, long_ = Estimate(1e-6, 1e-6, 0.3, 4.0, 15, False), Estimate(1e-6, 1e-6, 3.0, 45.0, 15, False)
+    assert plan_line(short, 10, "10s", [0, 1, 2, 3]) == \
+        "--budget 10s: seeds 0..1 fit; the rest wait for the next call of the same command"
+    assert plan_line(short, 10, "10s", [0, 1, 2, 3], jobs=2).startswith("--budget 10s: all 4 seed(s) fit")
+    assert "seed(s) 0 train in stretches, about 5 calls" in plan_line(long_, 10, "10s", [0, 1])
+    monkeypatch.setattr("bench.cli.run.estimate", lambda *a, **k: long_)
+    results = tmp_path / "results"
+    assert main(["run", "--recipe", "lenet_sgd", "--seeds", "2", "--budget", "10s", "--dry-run",
+                 "--results", str(results), *SMALL]) == 0
+    assert "longer than the budget" in capsys.readouterr().out and not results.exists()
+
+
 def test_all_runs_every_recipe_with_data_and_skips_the_rest(tmp_path, monkeypatch, capsys):
     ran = []
 

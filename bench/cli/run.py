@@ -19,7 +19,7 @@ from bench.records import evidence
 from bench.records.store import check_writable, partial_dir
 from bench.report.agreement import agreement_lines
 from bench.running import ray_backend, runner
-from bench.running.budget import continue_command
+from bench.running.budget import continue_command, plan_line
 from bench.running.estimate import advice, estimate
 from bench.running.jobs import run_parallel
 from bench.running.options import Campaign, RayOptions, RunOptions
@@ -151,6 +151,8 @@ def run_one_recipe(campaign: Campaign, recipe, opts: RunOptions) -> tuple[int, l
         for note in filter(None, (est.warning, advice(est, opts.device, recipe.label))):
             print(note)
     if campaign.dry_run:
+        if est and campaign.budget:
+            print(plan_line(est, campaign.budget, campaign.budget_text, todo, campaign.jobs))
         print(f"dry run: would train seed(s) {', '.join(map(str, todo))} of {recipe.label} "
               f"({campaign.jobs} at a time); nothing trained or written")
         return 0, []

@@ -6,6 +6,7 @@ import math
 import re
 from typing import Optional
 
+from bench.running.estimate import Estimate, human
 from bench.running.options import Campaign, RunOptions
 from bench.training.step import resolve as resolve_step
 
@@ -41,6 +42,21 @@ def may_start(left: float, start_left: float, seed_s: Optional[float], epoch_s: 
     if seed_s is None or seed_s <= left:
         return True
     return seed_s > start_left and (epoch_s or 0.0) <= left
+
+
+def plan_line(est: Estimate, budget: float, text: str, seeds: list[int], jobs: int = 1) -> str:
+    """What a budget will do with these seeds, for --dry-run: which fit, and how a seed longer than the
+    whole budget is split into calls of the same command."""
+    fit = math.floor(budget / est.seed) * jobs if est.seed > 0 else len(seeds)
+    if fit >= len(seeds):
+        return f"--budget {text}: all {len(seeds)} seed(s) fit"
+    if fit:
+        return (f"--budget {text}: seeds {seeds[0]}..{seeds[fit - 1]} fit; the rest wait for the next call of the "
+                "same command")
+    calls = math.ceil(est.seed / budget)
+    first = ", ".join(map(str, seeds[:jobs]))
+    return (f"--budget {text}: one seed ({human(est.seed)}) is longer than the budget; seed(s) {first} train in "
+            f"stretches, about {calls} calls of the same command each, resuming from the checkpoint")
 
 
 def continue_command(campaign: Campaign, recipe, opts: RunOptions, left: list[int]) -> str:
