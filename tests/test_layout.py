@@ -132,3 +132,12 @@ def test_list_and_report_never_load_torchvision(command, tmp_path):
             "assert 'bench.running.runner' not in sys.modules, 'the runner was imported'" % argv)
     out = _run(code)
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_the_harness_hash_reads_files_that_exist_and_every_dataset_module():
+    """A moved or new module of the code every run goes through must not drop out of the harness hash."""
+    from bench.training.harness import HARNESS_FILES, harness_hash
+    training = BENCH / "training"
+    assert all((training / name).is_file() for name in HARNESS_FILES)
+    assert {p.relative_to(training).as_posix() for p in (training / "data").glob("*.py")} <= set(HARNESS_FILES)
+    assert len(harness_hash()) == 16

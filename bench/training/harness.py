@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-HARNESS_FILES = ("engine.py", "step.py", "augment.py", "data.py", "splits.py", "determinism.py")
+HARNESS_FILES = ("engine.py", "step.py", "augment.py", "data/__init__.py", "data/files.py", "data/mnist.py",
+                 "data/mnist_csv.py", "data/cifar10.py", "splits.py", "determinism.py")
 
 
 def harness_hash() -> str:

