@@ -134,6 +134,16 @@ def test_a_dry_run_says_what_the_budget_will_do(tmp_path, fake_data, capsys, mon
     assert "longer than the budget" in capsys.readouterr().out and not results.exists()
 
 
+def test_a_budget_shorter_than_one_epoch_is_refused_instead_of_looping(tmp_path, fake_data, capsys, monkeypatch):
+    monkeypatch.setattr("bench.cli.run.estimate", lambda *a, **k: Estimate(1e-6, 1e-6, 30.0, 450.0, 15, False))
+    results = tmp_path / "results"
+    for extra in ([], ["--dry-run"]):
+        assert main(["run", "--recipe", "lenet_sgd", "--budget", "10s", "--results", str(results), *SMALL,
+                     *extra]) == 2
+        assert "shorter than one epoch of lenet_sgd" in capsys.readouterr().err
+    assert not (results / "lenet_sgd" / "partial").exists() or not any((results / "lenet_sgd" / "partial").iterdir())
+
+
 def test_all_runs_every_recipe_with_data_and_skips_the_rest(tmp_path, monkeypatch, capsys):
     ran = []
 

@@ -20,7 +20,7 @@ from bench.records.store import check_writable, partial_dir
 from bench.report.agreement import agreement_lines
 from bench.running import ray_backend, runner
 from bench.running.budget import continue_command, plan_line
-from bench.running.estimate import advice, estimate
+from bench.running.estimate import advice, estimate, human
 from bench.running.jobs import run_parallel
 from bench.running.options import Campaign, RayOptions, RunOptions
 from bench.running.runner import code_version, done_here, effective_hparams, preflight, refuse_rejected, run_key
@@ -150,6 +150,13 @@ def run_one_recipe(campaign: Campaign, recipe, opts: RunOptions) -> tuple[int, l
         print(est.line(len(todo), campaign.jobs))
         for note in filter(None, (est.warning, advice(est, opts.device, recipe.label))):
             print(note)
+        if campaign.budget and est.epoch > campaign.budget:     # no call of this budget could ever checkpoint
+            why = (f"--budget {campaign.budget_text} is shorter than one epoch of {recipe.label} here "
+                   f"(about {human(est.epoch)}): no call could train or checkpoint anything; give a longer budget")
+            if not campaign.run_all:
+                raise UsageError(why)
+            print(f"skipped {recipe.label}: {why}")
+            return 0, []
     if campaign.dry_run:
         if est and campaign.budget:
             print(plan_line(est, campaign.budget, campaign.budget_text, todo, campaign.jobs))
