@@ -205,3 +205,10 @@ def test_epochs_restored_from_a_checkpoint_are_not_called_a_second_computation(r
     full["resumed_from_epoch"] = 3
     write(results, _cut(full, 3, started_at="2026-01-01T00:01:00Z", resumed_from_epoch=0), full)
     assert "trained again" not in _determinism(results, tmp_path)
+
+
+def test_two_runs_with_one_value_say_there_is_nothing_to_predict_from(results, tmp_path):
+    write(results, *runs("mnist_99_4", [99.3, 99.3]))
+    block = section(render(results, tmp_path / "R.md"), "mnist_99_4")
+    assert "no predictive bound, interval or best-of-k chance (the 2 runs gave one value" in block
+    assert "—%" not in block and "best of k runs reaches the claim: \n" not in block

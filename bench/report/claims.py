@@ -65,7 +65,10 @@ def judged_lines(res: ClaimResult, group: Group, unit: str, recipe: Recipe, tau:
     out = [f"- runs ({group.label}, n={j.n}{f', {failed_text(j)}' if j.n_diverged else ''}): "
            f"{mean_sd(j.mean, j.std, len(j.values), unit)}{suffix(unit)}; per seed: "
            + ", ".join(f"{s}: {num(v, unit)}" for s, v in zip(group.seeds, group.values(res.claim.metric)))]
-    if len(j.values) >= 2:
+    if len(j.values) >= 2 and not finite(j.best_plausible):
+        why = f"the {len(j.values)} runs gave one value, no spread to predict from" if j.std == 0 else "undefined"
+        out.append(f"- one new run: no predictive bound, interval or best-of-k chance ({why})")
+    elif len(j.values) >= 2:
         side = "upper" if res.claim.higher_is_better else "lower"
         out += [f"- one new run: one-sided 95% {side} predictive bound {num(j.best_plausible, unit)}{suffix(unit)}; "
                 f"chance it reaches the claim {reach_text(j)} (Student t predictive)"
