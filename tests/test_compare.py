@@ -182,7 +182,8 @@ def test_identical_data_passes_the_committed_results_against_themselves():
     code, summary = gate(results, results)
     assert code == 0, [r["status"] for r in summary["readings"] if r["broken"] or r["regressed"]]
     statuses = {r["reading"]: r["status"] for r in summary["readings"]}
-    assert statuses["ultimate_mlp"].startswith("not judged") and "converged run" in statuses["ultimate_mlp"]
+    # the same records on both sides: identical, or (a baseline of fewer than two converged runs) not judged
+    assert all(s.startswith(("ok: identical", "not judged")) for s in statuses.values()), statuses
     assert statuses["numpy_cnn:page_literal"].startswith("ok: identical")        # 5 of 5 diverged, twice alike
 
 
