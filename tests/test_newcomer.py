@@ -70,6 +70,11 @@ def test_a_tiny_budget_runs_what_fits_and_says_how_to_continue(tmp_path, fake_da
     out = capsys.readouterr().out
     assert code == 0 and "budget spent: 1 seed(s) of lenet_sgd left (3..3)" in out     # 0, 1, 2 fit; 3 would not
     assert "python -m bench run --recipe lenet_sgd --seeds 1 --seed-start 3" in out and "--budget 10s" in out
+    assert "--data-dir" not in out                                  # the default data folder goes unsaid
+    clock[0] = 0.0
+    code = main(["run", "--recipe", "lenet_sgd", "--seeds", "4", "--budget", "10s", "--results", str(tmp_path / "r2"),
+                 "--data-dir", str(tmp_path / "mnist"), *SMALL])
+    assert code == 0 and f"--data-dir {tmp_path / 'mnist'}" in capsys.readouterr().out     # ... another is named
     assert {r["seed"] for r in evidence.read(results).records} == {0, 1, 2}
 
 

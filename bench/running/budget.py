@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 from typing import Optional
 
 from bench.running.estimate import Estimate, human
 from bench.running.options import Campaign, RunOptions
+from bench.training.data import default_data_dir
 from bench.training.step import resolve as resolve_step
 
 DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
@@ -84,6 +86,8 @@ def continue_command(campaign: Campaign, recipe, opts: RunOptions, left: list[in
         parts.append(f"--jobs {campaign.jobs}")
     if str(opts.results) != "results":
         parts.append(f"--results {opts.results}")
+    if Path(opts.data_dir) != default_data_dir():          # the same data (the default follows BENCH_DATA_DIR)
+        parts.append(f"--data-dir {opts.data_dir}")
     if campaign.budget_text:
         parts.append(f"--budget {campaign.budget_text}")
     if campaign.backend == "ray":
