@@ -92,7 +92,8 @@ def test_a_busy_machine_is_said_aloud(monkeypatch):
     import os
     monkeypatch.setattr(os, "getloadavg", lambda: (3.0, 3.0, 3.0))
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    assert "busy" in busy_warning(torch.device("cpu"), 2)
+    assert "busy" in busy_warning(torch.device("cpu"), 2) and "--threads 1" in busy_warning(torch.device("cpu"), 2)
+    assert "--threads 1" not in busy_warning(torch.device("cpu"), 1)     # never advice to do what it does
     monkeypatch.setattr(os, "getloadavg", lambda: (0.1, 0.1, 0.1))
     assert busy_warning(torch.device("cpu"), 2) is None
     assert busy_warning(torch.device("cuda"), 2) is None

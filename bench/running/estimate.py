@@ -84,9 +84,11 @@ def busy_warning(device: torch.device, threads: int) -> Optional[str]:
     load, cores = os.getloadavg()[0], os.cpu_count() or 1
     if load + threads <= cores + 0.5:
         return None
+    fewer = (", or pass --threads 1 (another run key: the bits depend on the thread count, never on the load)"
+             if threads > 1 else "")
     return (f"warning: this machine is busy (load {load:.1f} on {cores} cores, and this run adds {threads} "
             f"thread(s)): the estimate and the run are slower than on an idle machine, a 2-thread step 3-4x on "
-            "2 cores. Stop the other jobs, or pass --threads 1; the bits do not depend on the load, the times do")
+            f"2 cores. Stop the other jobs{fewer}; the times depend on the load, the bits do not")
 
 
 def _sync(device: torch.device) -> None:
