@@ -313,6 +313,14 @@ def test_a_fifo_in_results_never_hangs_a_command(tmp_path):
     assert len(ev.records) == 3 and any(p.name == "pipe.json" for p in ev.not_records)
 
 
+def test_an_output_path_that_is_a_fifo_is_refused_without_hanging(tmp_path, capsys):
+    results = tmp_path / "results"
+    write(results, *runs("lenet_sgd", [99.0, 99.1, 99.05]))
+    os.mkfifo(tmp_path / "out.md")
+    assert main(["report", "--results", str(results), "--out", str(tmp_path / "out.md")]) == 2
+    assert "not a regular file" in one_line_error(capsys)
+
+
 def test_a_gz_with_the_wrong_contents_is_named_and_never_unpacked(tmp_path, capsys):
     import gzip
 

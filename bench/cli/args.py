@@ -3,7 +3,6 @@ before anything is downloaded, trained or written (bad input is exit 2 with one 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 import torch
 
 from bench.contract.errors import UsageError
+from bench.records.evidence import is_record_file
 from bench.records.store import check_writable
 from bench.running.budget import parse_duration
 
@@ -109,16 +109,6 @@ def check_folder_arg(flag: str, path: Path) -> None:
         raise UsageError(f"{flag} {path} is a file, not a folder")
 
 
-def is_record(path: Path) -> bool:
-    """A JSON file bench wrote as a run record (one the evidence layer would read)."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(1 << 20)
-        return b'"schema_version"' in head and isinstance(json.loads(head), dict)
-    except (OSError, ValueError):
-        return False
-
-
 def inside(path: Path, folder: Path) -> bool:
     a, b = Path(os.path.realpath(path)), Path(os.path.realpath(folder))
     return a == b or b in a.parents
@@ -132,12 +122,14 @@ def check_output_arg(flag: str, path: Path, results: list[Path], also: tuple = (
         raise UsageError(f"{flag} is empty: give a file name")
     if path.is_dir():
         raise UsageError(f"{flag} {path} is a folder; give a file name")
+    if path.exists() and not path.is_file():        # a FIFO or a device: writing to it would block or go astray
+        raise UsageError(f"{flag} {path} is not a regular file (a pipe or a device); give a file name")
     for target in (path, *also):
         for folder in results:
             if inside(target, folder):
                 raise UsageError(f"{flag} {path} would write {target} into the results folder {folder}: only `bench "
                                  "run` writes there (a file there is read as evidence); write it elsewhere")
-    if path.exists() and is_record(path):
+    if is_record_file(path):
         raise UsageError(f"{flag} {path} is a run record: it would be overwritten; give another file name")
     check_writable(path.parent, f"{flag} {path}: its folder")
 

@@ -88,6 +88,19 @@ def one_run(record: dict) -> tuple:
             record["epochs_run"])
 
 
+def is_record_data(data) -> bool:
+    """What makes a JSON value a run record for this reader (valid or not): an object with a schema_version."""
+    return isinstance(data, dict) and "schema_version" in data
+
+
+def is_record_file(path: Path) -> bool:
+    """A regular file this reader would take for a run record (what no other command may overwrite)."""
+    try:
+        return Path(path).is_file() and is_record_data(json.loads(Path(path).read_text()))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+
+
 def read(results: Path, recipe: Optional[str] = None, known: Optional[dict] = None, names: str = "*.json",
          provenance: Optional[Provenance] = None) -> Evidence:
     """Every record of results/<recipe>/*.json (all recipes when None), sorted into usable and rejected;
@@ -116,7 +129,7 @@ def read(results: Path, recipe: Optional[str] = None, known: Optional[dict] = No
                 ev.rejected.append(Rejected(path, f"unreadable ({exc.__class__.__name__}: {str(exc)[:100]})",
                                             folder.name))
                 continue
-            if not isinstance(data, dict) or "schema_version" not in data:
+            if not is_record_data(data):
                 ev.not_records.append(path)
                 continue
             if data["schema_version"] not in READABLE_VERSIONS:
