@@ -32,8 +32,9 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
-def may_start(left: float, start_left: float, seed_s: Optional[float], epoch_s: Optional[float]) -> bool:
-    """Whether a seed starts with `left` seconds of the budget (`start_left` when this call began).
+def may_start(left: float, start_left: float, est: Optional[Estimate]) -> bool:
+    """Whether a seed starts with `left` seconds of the budget (`start_left` when this call began), by its
+    estimate (none: a --jobs child, whose parent decided).
 
     A seed that fits starts. One that does not waits for the next call, unless no call of this budget
     could hold it (a seed longer than the whole budget, e.g. `--budget 2h` for a 2.4 h seed): it starts
@@ -41,9 +42,9 @@ def may_start(left: float, start_left: float, seed_s: Optional[float], epoch_s: 
     bitwise from its checkpoint."""
     if left <= 0:
         return False
-    if seed_s is None or seed_s <= left:
+    if est is None or est.seed <= left:
         return True
-    return seed_s > start_left and (epoch_s or 0.0) <= left
+    return est.seed > start_left and est.epoch <= left
 
 
 def plan_line(est: Estimate, budget: float, text: str, seeds: list[int], jobs: int = 1) -> str:

@@ -114,8 +114,7 @@ def run_parallel(recipe, seeds: list[int], opts: RunOptions, jobs: int, est: Est
     def one(slot_seed):
         slot, seed = slot_seed
         log_path = logs / f"seed{seed}-{os.getpid()}.log"
-        if start_left is not None and not may_start(opts.deadline - now(), start_left, est and est.seed,
-                                                    est and est.epoch):
+        if start_left is not None and not may_start(opts.deadline - now(), start_left, est):
             return seed, "unstarted", "", log_path
         proc = children.start(seed, child_command(recipe, seed, opts, threads), child_env(slot, opts, gpus))
         if proc is None:

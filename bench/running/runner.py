@@ -235,8 +235,7 @@ def run_seeds(recipe: Recipe, seeds: list[int], opts: RunOptions, arrays=None, e
     out = []
     start_left = None if opts.deadline is None else opts.deadline - now()
     for i, seed in enumerate(seeds):
-        if start_left is not None and not may_start(opts.deadline - now(), start_left, est and est.seed,
-                                                    est and est.epoch):
+        if start_left is not None and not may_start(opts.deadline - now(), start_left, est):
             return out, seeds[i:]
         try:
             record = run_seed(recipe, seed, arrays, opts, log)
