@@ -95,13 +95,16 @@ def test_sigkill_after_a_checkpoint_then_resume_is_bitwise_identical(tmp_path, r
     assert proc.returncode == -signal.SIGKILL
     assert not records(results), "a killed run must not be recorded"
     (checkpoint,) = checkpoints(results)
-    assert checkpoint_file.read(checkpoint)["epoch"] == 2
+    state = checkpoint_file.read(checkpoint)
+    assert state["epoch"] == 2
 
     resumed = bench(*run_args(results, real_data_dir, *EPOCHS))
     assert resumed.returncode == 0, resumed.stderr
     (record,) = records(results)
     assert record["resumed_from_epoch"] == 2 and record["epochs_run"] == 3 and record["status"] == "complete"
     same_run(record, uninterrupted)
+    # the resumed run carries on its checkpoint's lineage; the uninterrupted run was a from-scratch start of its own
+    assert record["lineage"] == state["lineage"] and record["lineage"] != uninterrupted["lineage"]
     assert not checkpoints(results), "a finished run leaves no checkpoint"
 
 

@@ -207,6 +207,20 @@ def test_epochs_restored_from_a_checkpoint_are_not_called_a_second_computation(r
     assert "trained again" not in _determinism(results, tmp_path)
 
 
+def test_a_run_of_its_own_lineage_resumed_in_stretches_still_counts_every_epoch_it_shares(results, tmp_path):
+    full = make_record("ultimate_mlp", 0, 97.0, epochs=250, key="ab" * 12, started=5)
+    full.update(resumed_from_epoch=120, lineage="1" * 16)        # from scratch, stopped and resumed at epoch 120
+    write(results, _cut(full, 3, started_at="2026-01-01T00:01:00Z", lineage="2" * 16), full)
+    assert "epochs 1-3 of a truncated run" in _determinism(results, tmp_path)
+
+
+def test_a_run_that_continued_the_truncated_runs_own_checkpoints_is_no_second_computation(results, tmp_path):
+    full = make_record("ultimate_mlp", 0, 97.0, epochs=250, key="ab" * 12, started=5)
+    full.update(resumed_from_epoch=3, lineage="1" * 16)
+    write(results, _cut(full, 3, started_at="2026-01-01T00:01:00Z", resumed_from_epoch=0), full)
+    assert "trained again" not in _determinism(results, tmp_path)
+
+
 def test_two_runs_with_one_value_say_there_is_nothing_to_predict_from(results, tmp_path):
     write(results, *runs("mnist_99_4", [99.3, 99.3]))
     block = section(render(results, tmp_path / "R.md"), "mnist_99_4")

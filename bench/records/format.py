@@ -134,6 +134,8 @@ def validate(r: dict, folder: str, known: Optional[dict] = None, raw: Optional[d
     _need(_is_num(r.get("wall_time_s")) and r["wall_time_s"] >= 0, "wall_time_s is not a duration")
     _need(is_int(r.get("epochs_run")) and r["epochs_run"] >= 1, "epochs_run is not a positive integer")
     _need(r.get("git_commit") is None or isinstance(r["git_commit"], str), "git_commit is not a string")
+    _need(r.get("lineage") is None or (isinstance(r["lineage"], str) and HEX.match(r["lineage"]) is not None),
+          "lineage is not a hex string")
     try:
         datetime.strptime(str(r.get("started_at")), "%Y-%m-%dT%H:%M:%SZ")
     except ValueError:

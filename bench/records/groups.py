@@ -114,6 +114,15 @@ class Retrace:
     differs_at: Optional[int]     # the first epoch whose values differ; None: identical
 
 
+def computed_afresh_after(later: dict, truncated: dict) -> int:
+    """The last epoch of `later` that may be `truncated`'s own computation, restored from a checkpoint: none
+    (0) when `later` descends from another from-scratch start (its lineage, kept in every checkpoint, differs:
+    it may have been resumed in stretches of its own); else its last resume point."""
+    if later.get("lineage") and later.get("lineage") != truncated.get("lineage"):
+        return 0
+    return later.get("resumed_from_epoch") or 0
+
+
 def retraces(rr: ReadingRuns) -> list[Retrace]:
     out = []
     current = [r for g in rr.groups for r in g.runs] + rr.truncated + rr.continued
@@ -121,7 +130,7 @@ def retraces(rr: ReadingRuns) -> list[Retrace]:
         for o in current:
             if not carries_further(o, t):
                 continue
-            start = o.get("resumed_from_epoch") or 0
+            start = computed_afresh_after(o, t)
             theirs = {e: i for i, e in enumerate(o["curves"].get("epoch", []))}
             shared = [(i, theirs[e], e) for i, e in enumerate(t["curves"].get("epoch", []))
                       if e > start and e in theirs]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -28,6 +29,11 @@ from bench.training.step import make_step
 PIPELINES = ("fast", "faithful")
 
 
+def new_lineage() -> str:
+    """The id of one chain of checkpoints that began at epoch 0 (os.urandom: no training RNG is touched)."""
+    return uuid.uuid4().hex[:16]
+
+
 @dataclass
 class RunContext:
     """What one run needs besides the recipe: where, which streams, where to checkpoint."""
@@ -41,6 +47,10 @@ class RunContext:
     progress: bool = True
     stop_after: Optional[int] = None   # train the first K epochs of the unchanged schedule, then stop
     step: Optional[str] = None         # "eager" | "graph" (bench/training/step.py); None: step.default_step's
+    # which from-scratch start this run's epochs descend from: kept in every checkpoint and taken over on resume,
+    # so two records of one key with different lineages computed every epoch they share independently;
+    # None after resuming a checkpoint written before lineages were kept
+    lineage: Optional[str] = field(default_factory=new_lineage)
 
     def last_epoch(self, hp) -> int:
         """How many epochs this call trains to: the schedule's end, or the --stop-after point before it."""
@@ -49,7 +59,8 @@ class RunContext:
     def save_checkpoint(self, state: dict) -> None:
         if self.checkpoint is None:
             return
-        checkpoint.write(self.checkpoint, {"key": self.key, **state, "rng": rng_state(self.gens)})
+        checkpoint.write(self.checkpoint, {"key": self.key, **state, "rng": rng_state(self.gens),
+                                           "lineage": self.lineage})
 
     def load_checkpoint(self, restore_rng: bool = True) -> Optional[dict]:
         """The last epoch's state of this exact run (its digest, key and fields checked; an unusable file is set
@@ -62,10 +73,13 @@ class RunContext:
             return None
         if restore_rng:
             set_rng_state(state["rng"], self.gens)
+        self.lineage = state.get("lineage")
         return state
 
     def reject_checkpoint(self, why: str) -> None:
+        """Set the checkpoint aside; the run starts over, a new lineage."""
         checkpoint.set_aside(self.checkpoint, why, log=tqdm.write if self.progress else print)
+        self.lineage = new_lineage()
 
     def bar(self, start: int, total: int):
         return tqdm(range(start, total), initial=start, total=total, unit="epoch", dynamic_ncols=True,
