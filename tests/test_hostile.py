@@ -147,6 +147,12 @@ def test_negative_epoch_times_are_rejected(tmp_path):
     assert "negative" in bad.reason
 
 
+def test_a_lineage_that_is_no_id_is_rejected(tmp_path):
+    put(tmp_path / "results", lie(make_record("lenet_sgd", 0, 99.0), lineage="../../etc"))
+    (bad,) = evidence.read(tmp_path / "results").rejected
+    assert "lineage" in bad.reason
+
+
 def test_a_run_of_uncommitted_code_is_never_canonical(tmp_path, fake_data, monkeypatch):
     from bench.running import runner
     monkeypatch.setattr(runner, "code_version", lambda: ("abc123+dirty", "h"))
@@ -189,6 +195,7 @@ def test_an_unusable_checkpoint_is_set_aside_and_the_seed_starts_over_to_the_sam
 
     from bench.training import checkpoint
     results, args, ck, want = _interrupted_run(tmp_path, monkeypatch)
+    lineage = checkpoint.read(ck)["lineage"]
     if damage == "flip a bit":
         data = bytearray(ck.read_bytes())
         data[len(data) // 2] ^= 0x01
@@ -208,6 +215,7 @@ def test_an_unusable_checkpoint_is_set_aside_and_the_seed_starts_over_to_the_sam
     assert list(ck.parent.glob("*.unusable-*"))                  # kept, never deleted
     (record,) = [json.loads(p.read_text()) for p in (results / "lenet_sgd").glob("*.json")]
     assert record["weights_sha256"] == want and record["resumed_from_epoch"] == 0
+    assert record["lineage"] not in (None, lineage), "a seed that starts over is a from-scratch start of its own"
 
 
 # ---------------------------------------------------------------- bad input: one line, exit 2
