@@ -221,8 +221,12 @@ def test_a_run_that_continued_the_truncated_runs_own_checkpoints_is_no_second_co
     assert "trained again" not in _determinism(results, tmp_path)
 
 
-def test_two_runs_with_one_value_say_there_is_nothing_to_predict_from(results, tmp_path):
+def test_runs_with_one_value_tie_on_an_accuracy_and_leave_nothing_to_predict_from_on_a_loss(results, tmp_path):
     write(results, *runs("mnist_99_4", [99.3, 99.3]))
     block = section(render(results, tmp_path / "R.md"), "mnist_99_4")
-    assert "no predictive bound, interval or best-of-k chance (the 2 runs gave one value" in block
+    accuracy = block.split("#### `test_acc_best`")[1].split("####")[0]
+    assert "the 2 runs tie: one value, on a metric that counts images" in accuracy
+    assert "one-sided 95% upper predictive bound" in accuracy
+    loss = block.split("#### `test_loss_final`")[1].split("####")[0]
+    assert "no predictive bound, interval or best-of-k chance (the 2 runs gave one value" in loss
     assert "—%" not in block and "best of k runs reaches the claim: \n" not in block

@@ -65,12 +65,26 @@ def test_fewer_seeds_do_not_make_reproduced_more_likely_through_the_two_sided_ta
     assert hits[1] < hits[0] and hits[1] < 0.2
 
 
-def test_zero_spread_is_a_seeding_fault_not_a_verdict():
-    """Three independent seeds never agree to the last image: identical runs mean the seeding is broken."""
-    j = rule.judge([99.2, 99.2, 99.2], 99.43, ACC)
+def test_zero_spread_of_a_continuous_metric_is_a_seeding_fault_not_a_verdict():
+    """Independent seeds never agree to the last digit of a loss: identical runs mean the seeding is broken."""
+    j = rule.judge([0.1, 0.1, 0.1, 0.1], 0.1, LOSS)
     assert j.verdict == "seeding fault" and j.std == 0 and math.isnan(j.p_one)
-    assert rule.judge([0.1, 0.1, 0.1, 0.1], 0.1, LOSS).verdict == "seeding fault"
-    assert rule.judge([99.2, 99.2], 99.43, ACC).verdict == "insufficient"          # two are too few to say
+    assert rule.judge([99.2, 99.2, 99.2], 99.43, rule.Scale("percent")).verdict == "seeding fault"  # images unknown
+    assert rule.judge([0.1, 0.1], 0.1, LOSS).verdict == "insufficient"                 # two are too few to say
+
+
+def test_accuracies_that_tie_on_one_image_are_judged_at_that_resolution():
+    """Three seeds' best validation accuracy all at 4,973 of 5,000 images (seen in ultimate_mlp): an accuracy moves
+    in steps of one image, so a tie is no fault; the spread is taken as one step's rounding sd."""
+    val = rule.Scale("percent", True, 5_000)
+    tie = rule.judge([99.46, 99.46, 99.46], 99.40, val)
+    assert tie.verdict == "reproduced" and tie.std == 0 and 0 < tie.p_one < 1
+    assert rule.judge([99.46, 99.46, 99.46], 99.60, val).verdict == "not reproduced"
+    step = val.resolution(99.46) / math.sqrt(12)
+    assert tie.y_sd == pytest.approx(step)
+    # where the runs spread over several images, the step changes nothing
+    spread = rule.judge([99.40, 99.46, 99.52], 99.40, val)
+    assert spread.y_sd == pytest.approx(float(np.std(val.forward([99.40, 99.46, 99.52]), ddof=1)))
 
 
 def test_no_floor_a_claim_close_to_tight_runs_can_be_rejected():

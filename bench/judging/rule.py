@@ -19,7 +19,11 @@ With m converged runs (mean y, sample sd s) a claim c is, within seed noise:
 - **not reproduced** when above it, with the smallest K whose best-of-K run would reach the claim with
   chance >= 5% (Dodge et al. 2019);
 - **exceeded** when the claim lies below the lower bound by a practical margin;
-- **seeding fault** when three or more runs are identical (zero spread is a fault, not a verdict);
+- **seeding fault** when three or more runs of a continuous metric (a loss) are identical: independent
+  seeds never agree to the last digit. An accuracy counts images, so its spread is only seen in steps of one
+  image (0.02 points on 5,000): runs that land on one step (three seeds' best validation accuracy all at
+  4,973 of 5,000) are a tie, not a fault, and s is taken at least as that step's rounding sd, step/sqrt(12)
+  (Sheppard), which changes nothing where the runs spread over several images;
 - **insufficient** below 3 runs, **provisional** below 10.
 Within implementation noise (bench.judging.noise): the predictive variance s^2 (1 + 1/m) + tau^2.
 """
@@ -104,6 +108,14 @@ class Scale:
             p = float(self._clip(mean_value / 100))
             return 1 / (self.n_eval * p * (1 - p))
         return 1e-9 * max(1.0, abs(float(self.forward([mean_value])[0])))
+
+    def resolved_sd(self, s: float, mean_value: float) -> float:
+        """The runs' sd, at least the rounding sd of one step of what the metric counts (one evaluated image of an
+        accuracy, on this scale): a spread below one image cannot be seen, only a tie. Unchanged (0 stays 0) for a
+        metric that counts nothing."""
+        if self.kind == "percent" and self.n_eval and math.isfinite(s):
+            return max(s, self.resolution(mean_value) / math.sqrt(12))
+        return s
 
     def margin(self, value: float) -> float:
         return ACCURACY_MARGIN if self.kind == "percent" else LOSS_MARGIN * abs(value) if self.kind == "loss" else 0.0
@@ -247,7 +259,7 @@ def judge(values: Sequence, claim: float, scale: Scale, failed: Optional[Sequenc
     m = len(good)
     y = scale.forward(good) if m else good
     ybar = float(y.mean()) if m else math.nan
-    s = float(y.std(ddof=1)) if m >= 2 else math.nan
+    s = scale.resolved_sd(float(y.std(ddof=1)), float(np.mean(good))) if m >= 2 else math.nan
     c_y = float(scale.forward([claim])[0])
     if m >= 2 and s > 0:
         p_one, half = predictive(ybar, s, m, c_y)

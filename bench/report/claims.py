@@ -70,6 +70,9 @@ def judged_lines(res: ClaimResult, group: Group, unit: str, recipe: Recipe, tau:
         out.append(f"- one new run: no predictive bound, interval or best-of-k chance ({why})")
     elif len(j.values) >= 2:
         side = "upper" if res.claim.higher_is_better else "lower"
+        if j.std == 0:
+            out.append(f"- the {len(j.values)} runs tie: one value, on a metric that counts images (a spread below one "
+                       "image cannot be seen), so their spread is taken as one image's rounding sd (1/√12 of it)")
         out += [f"- one new run: one-sided 95% {side} predictive bound {num(j.best_plausible, unit)}{suffix(unit)}; "
                 f"chance it reaches the claim {reach_text(j)} (Student t predictive)"
                 + (f", Holm-adjusted p = {pvalue(j.p_adjusted)}" if not res.claim.headline else ""),

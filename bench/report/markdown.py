@@ -154,8 +154,9 @@ def write_report(ev: Evidence, out: Path) -> Path:
               "noise (the runs' own spread, no floor): **reproduced** when one new run would reach it with chance of "
               "at least 5% (the one-sided 95% predictive bound), **not reproduced** otherwise (with the best-of-K at "
               "which it becomes plausible), **exceeded** when the runs beat it by a margin, **unstable** when more "
-              "than one run failed (diverged, or fell far below the others), **seeding fault** when the runs are "
-              "identical, **insufficient** below 3 runs; **provisional** below 10. Secondary claims are "
+              "than one run failed (diverged, or fell far below the others), **seeding fault** when the runs of a "
+              "loss are identical (accuracies that tie on one image are judged at that step), **insufficient** "
+              "below 3 runs; **provisional** below 10. Secondary claims are "
               "Holm-corrected. Beside it, the verdict within implementation noise (tau, measured across the suite's "
               "cells). README, \"Reading REPORT.md\", gives the rule and its references."), "",
              *rejected_lines(ev, results), *broken_lines(registry.broken()), "## Summary", "",
