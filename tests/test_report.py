@@ -230,3 +230,16 @@ def test_runs_with_one_value_tie_on_an_accuracy_and_leave_nothing_to_predict_fro
     loss = block.split("#### `test_loss_final`")[1].split("####")[0]
     assert "no predictive bound, interval or best-of-k chance (the 2 runs gave one value" in loss
     assert "—%" not in block and "best of k runs reaches the claim: \n" not in block
+
+
+def test_seeds_that_give_one_set_of_weights_are_a_seeding_fault_not_a_sample(results, tmp_path):
+    """Different seeds, bitwise the same final weights: the seed reached nothing. Counted once as one run, they
+    must not read as fewer honest draws: the Determinism section names them and every judged claim says so."""
+    rs = [make_record("lenet_sgd", s, v, weights=("a" * 64 if s in (0, 2) else None))
+          for s, v in enumerate([99.0, 98.95, 99.0, 99.05])]
+    write(results, *rs)
+    text = render(results, tmp_path / "R.md")
+    block = section(text, "lenet_sgd")
+    assert "**seeds 0, 2 gave bitwise identical final weights: the seed does not reach the run" in block
+    assert "verdict within seed noise: **seeding fault**: runs of different seeds gave bitwise identical" in block
+    assert re.search(r"^\| lenet_sgd +\|.*\| seeding fault", text, re.M)

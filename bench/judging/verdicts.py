@@ -9,7 +9,7 @@ runs failed (diverged, or an outlier) is decided once, on the headline, and hold
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 from bench.contract.recipe import DATASETS, TEST_IMAGES, Claim
@@ -64,8 +64,14 @@ def _label(verdict: str, claim: Claim) -> str:
     return f"{verdict} (aspiration)" if claim.aspiration else verdict
 
 
+def seeding_fault(group: Optional[Group]) -> bool:
+    """Runs of different seeds gave the same final weights (bench.records.evidence counted them once)."""
+    return bool(group) and any(r.get("_same_weights_seeds") for r in group.runs)
+
+
 def judge_reading(recipe: Recipe, group: Optional[Group]) -> list[ClaimResult]:
-    """One result per claim, in the recipe's order; secondary judged claims Holm-corrected."""
+    """One result per claim, in the recipe's order; secondary judged claims Holm-corrected. Where the seeds did
+    not reach the runs, every judged claim is a seeding fault: the runs are no sample of seeds."""
     runs = group.runs if group else []
     failed = failed_runs(recipe, group)
     out: list[Optional[ClaimResult]] = []
@@ -94,6 +100,10 @@ def judge_reading(recipe: Recipe, group: Optional[Group]) -> list[ClaimResult]:
                 pending.append((i, j))
     for (i, _), j in zip(pending, rule.with_holm([j for _, j in pending])):
         out[i] = ClaimResult(recipe.claims[i], "judged", _label(j.label, recipe.claims[i]), judgement=j)
+    if seeding_fault(group):
+        out = [replace(r, verdict=_label("seeding fault", r.claim),
+                       judgement=replace(r.judgement, verdict="seeding fault"))
+               if r.judgement is not None else r for r in out]
     return out
 
 

@@ -37,7 +37,9 @@ class Evidence:
     records: list[dict] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     not_records: list[Path] = field(default_factory=list)
-    copies: dict[str, list[str]] = field(default_factory=dict)   # kept record's path -> copies counted once
+    # kept record's path -> copies counted once; a copy of another seed is a seeding fault, and the kept record
+    # lists those seeds under "_same_weights_seeds"
+    copies: dict[str, list[str]] = field(default_factory=dict)
 
     def of(self, recipe: str, variant: Optional[str] = None, *, any_variant: bool = False) -> list[dict]:
         return [r for r in self.records
@@ -150,6 +152,8 @@ def read(results: Path, recipe: Optional[str] = None, known: Optional[dict] = No
             same = one_run(record)
             if same in seen:
                 ev.copies.setdefault(seen[same]["_path"], []).append(str(path))
+                if record["seed"] != seen[same]["seed"]:      # other seeds, the same bits: the seed reached nothing
+                    seen[same].setdefault("_same_weights_seeds", []).append(record["seed"])
                 continue
             seen[same] = record
             ev.records.append(record)

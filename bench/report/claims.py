@@ -92,7 +92,9 @@ def judged_lines(res: ClaimResult, group: Group, unit: str, recipe: Recipe, tau:
     if res.protocol_k:
         tail += f"; the document's number is {res.protocol_k}"
     if j.verdict == "seeding fault":
-        tail = f": {j.m} converged runs gave one identical value, which independent seeds never do (check the seeding)"
+        tail = (f": {j.m} converged runs gave one identical value, which independent seeds never do (check the seeding)"
+                if j.std == 0 else ": runs of different seeds gave bitwise identical final weights (see Determinism): "
+                "the seed does not reach the run, so the runs are no sample of seeds (check the seeding)")
     return out + [f"- verdict within seed noise: **{res.verdict}**{tail}", *noise_lines(res, recipe, tau)]
 
 

@@ -145,7 +145,11 @@ def determinism_lines(recipe: Recipe, rr: ReadingRuns, ev: Evidence) -> list[str
     out = []
     for g in rr.groups:
         for r in g.runs:
-            if r["_path"] in ev.copies:
+            others = sorted(set(r.get("_same_weights_seeds", [])))
+            if others:
+                out.append(f"- {g.label}: **seeds {', '.join(map(str, [r['seed'], *others]))} gave bitwise identical "
+                           "final weights: the seed does not reach the run (a seeding fault; counted once)**")
+            elif r["_path"] in ev.copies:
                 out.append(f"- {g.label}: seed {r['seed']} was rerun {len(ev.copies[r['_path']])} time(s) on the same "
                            f"machine and thread count: bitwise identical weights (counted once)")
         for seed, runs in g.reruns.items():
