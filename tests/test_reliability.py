@@ -28,8 +28,12 @@ def bench(*args, timeout=600, **kw):
 
 
 def start(*args, env=None):
+    """A `bench` process that takes Ctrl-C as a terminal gives it, however pytest was started: a shell without job
+    control starts `cmd &` with SIGINT ignored, every child inherits that, and the SIGINT tests then wait for a
+    process that never hears them."""
     return subprocess.Popen([sys.executable, "-m", "bench", *map(str, args)], cwd=ROOT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def start_paused(pause_file: Path, after: int, *args):
