@@ -9,7 +9,7 @@ from bench.contract.registry import Recipe
 from bench.judging import rule, stats
 from bench.judging.noise import Tau, tipping_point
 from bench.judging.rule import decide
-from bench.judging.verdicts import ClaimResult, failed_runs, scale_of
+from bench.judging.verdicts import ClaimResult, failed_runs, scale_of, seeding_fault
 from bench.records.groups import Group
 from bench.records.selection import honest_selection
 from bench.report.fmt import chance, finite, interval, mean_sd, num, pvalue, suffix
@@ -92,9 +92,10 @@ def judged_lines(res: ClaimResult, group: Group, unit: str, recipe: Recipe, tau:
     if res.protocol_k:
         tail += f"; the document's number is {res.protocol_k}"
     if j.verdict == "seeding fault":
-        tail = (f": {j.m} converged runs gave one identical value, which independent seeds never do (check the seeding)"
-                if j.std == 0 else ": runs of different seeds gave bitwise identical final weights (see Determinism): "
-                "the seed does not reach the run, so the runs are no sample of seeds (check the seeding)")
+        tail = (": runs of different seeds gave bitwise identical final weights (see Determinism): the seed does not "
+                "reach the run, so the runs are no sample of seeds (check the seeding)" if seeding_fault(group) else
+                f": {j.m} converged runs gave one identical value, which independent seeds never do (check the "
+                "seeding)")
     return out + [f"- verdict within seed noise: **{res.verdict}**{tail}", *noise_lines(res, recipe, tau)]
 
 
