@@ -110,8 +110,24 @@ def test_reruns_on_other_hardware_are_extra_draws_and_one_machine_differing_is_a
     text = render(results, tmp_path / "R.md")
     assert summary_row(text, "lenet_sgd")[2] == "5"
     body = section(text, "lenet_sgd")
-    assert "seed 0 has 2 distinct runs" in body and "other machines: other bits are expected" in body
+    assert "seed 0 ran once on each of 2 machines" in body and "other machines: other bits are expected" in body
     assert "seed 1 has 2 distinct runs" in body and "not deterministic" in body.split("seed 1 has")[1]
+
+
+def test_seeds_run_on_two_machines_are_one_line_with_their_pairing_by_seed(results, tmp_path):
+    amd = [99.00, 99.10, 98.90, 99.05, 98.95]
+    intel = [99.02, 99.12, 98.93, 99.04, 98.97]                          # each seed lands where it landed before
+    write(results, *runs("lenet_sgd", amd, host="amd", machine="AMD CPU / 2 threads"),
+          *runs("lenet_sgd", intel, host="intel", machine="Intel CPU / 2 threads", started=1))
+    text = render(results, tmp_path / "R.md")
+    assert summary_row(text, "lenet_sgd")[2] == "10"                      # every run counts
+    block = section(text, "lenet_sgd").split("#### Determinism")[1].split("####")[0]
+    lines = [x for x in block.splitlines() if x.startswith("- ")]
+    assert len(lines) == 1, block                                         # one line for five seeds, not fifteen
+    assert "seeds 0-4 ran once on each of 2 machines (AMD CPU / 2 threads, host amd; Intel CPU / 2 threads, " \
+           "host intel)" in lines[0]
+    r = float(re.search(r"correlate r = ([0-9.]+) \(Pearson, 5 seeds", lines[0]).group(1))
+    assert r > 0.95                                                        # the seed decides the run here
 
 
 def test_readings_table_measures_the_variants(results, tmp_path):

@@ -273,3 +273,12 @@ def test_more_seeds_reject_a_claim_three_sds_above_and_keep_one_that_is_one_more
     assert far[2] <= 0.05 and far[0] > far[1] > far[2] >= far[3], far
     same = reproduced_rate(10, None, 1500, 2)
     assert same >= 0.94, same
+
+
+def test_pearson_pairs_values_and_refuses_what_it_cannot_measure():
+    a, b = [1.0, 2.0, 3.0, 4.0], [2.1, 3.9, 6.2, 7.8]
+    r, p = stats.pearson(a, b)
+    assert r == pytest.approx(st.pearsonr(a, b).statistic) and 0 < p < 0.05
+    assert stats.pearson([1.0, 2.0, 3.0], [3.0, 2.0, 1.0])[0] == pytest.approx(-1.0)
+    assert all(math.isnan(v) for v in stats.pearson([1.0, 2.0], [1.0, 2.0]))          # two pairs: no p
+    assert all(math.isnan(v) for v in stats.pearson([1.0, 2.0, 3.0], [5.0, 5.0, 5.0]))  # a constant side

@@ -89,6 +89,15 @@ def mann_whitney(a, b, alternative: str = "two-sided") -> float:
     return float(st.mannwhitneyu(a, b, alternative=alternative).pvalue)
 
 
+def pearson(a, b) -> tuple[float, float]:
+    """Pearson's r of paired values with its two-sided p (NaNs without 3 pairs or with a constant side)."""
+    a, b = _arr(a), _arr(b)
+    if len(a) != len(b) or len(a) < 3 or _flat(a) or _flat(b):
+        return NAN_PAIR
+    res = st.pearsonr(a, b)
+    return float(res.statistic), float(res.pvalue)
+
+
 def clopper_pearson(k: int, n: int, level: float = LEVEL) -> tuple[float, float]:
     """Exact binomial interval of a share k/n (0/5 still allows up to 52%)."""
     if n == 0:

@@ -152,14 +152,19 @@ def determinism_lines(recipe: Recipe, rr: ReadingRuns, ev: Evidence) -> list[str
             elif r["_path"] in ev.copies:
                 out.append(f"- {g.label}: seed {r['seed']} was rerun {len(ev.copies[r['_path']])} time(s) on the same "
                            f"machine and thread count: bitwise identical weights (counted once)")
+        elsewhere: dict[tuple, list[int]] = {}          # the places a seed ran -> the seeds that ran there
         for seed, runs in g.reruns.items():
-            same_place = Counter((host(r), r.get("threads")) for r in runs)
-            alarm = any(n > 1 for n in same_place.values())
-            out.append(f"- {g.label}: seed {seed} has {len(runs)} distinct runs, each a draw of its own"
-                       + (" — **different bits on one machine and thread count: not deterministic**" if alarm else
-                          " (other machines: other bits are expected)"))
-            out += [f"  - weights `{r['weights_sha256'][:12]}`: {r['started_at'][:10]} on {machine(r)}, host "
-                    f"{host(r)}" for r in runs]
+            places = Counter(place(r) for r in runs)
+            if all(n == 1 for n in places.values()):
+                elsewhere.setdefault(tuple(sorted(places)), []).append(seed)
+                continue
+            out.append(f"- {g.label}: seed {seed} has {len(runs)} distinct runs, each a draw of its own — **different "
+                       "bits on one machine and thread count: not deterministic**")
+            out += [f"  - weights `{r['weights_sha256'][:12]}`: {r['started_at'][:10]} on {place(r)}" for r in runs]
+        for places, seeds in elsewhere.items():
+            out.append(f"- {g.label}: seed{'s' if len(seeds) > 1 else ''} {seed_list(seeds)} ran once on each of "
+                       f"{len(places)} machines ({'; '.join(places)}), each run a draw of its own (other machines: "
+                       "other bits are expected)" + paired_across(recipe, g, seeds, places))
     for x in retraces(rr):
         what = (f"- seed {x.truncated['seed']}: epochs {x.first}-{x.last} of a truncated run "
                 f"({x.truncated['epochs_run']} epochs, {x.truncated['started_at'][:10]}) were trained again by a later "
@@ -171,6 +176,43 @@ def determinism_lines(recipe: Recipe, rr: ReadingRuns, ev: Evidence) -> list[str
         out.append(f"- no seed was rerun; `python -m bench check-determinism --recipe {recipe.label}` "
                    "trains one seed twice and compares the weights")
     return out + [""]
+
+
+def place(record: dict) -> str:
+    """Where a run ran, as far as its bits go: the hardware with its thread count, and the host."""
+    return f"{machine(record)}, host {host(record)}"
+
+
+def paired_across(recipe: Recipe, group: Group, seeds: list[int], places: tuple) -> str:
+    """The headline of seeds run on two machines, paired by seed: near zero correlation if another machine's
+    rounding makes a new draw, near one if the seed decides the run (then the pooled n overstates the evidence)."""
+    if len(places) != 2:
+        return ""
+    metric = recipe.headline.metric
+    by = {(r["seed"], place(r)): r["metrics"].get(metric) for r in group.runs if r["seed"] in seeds}
+    pairs = [(by[(s, places[0])], by[(s, places[1])]) for s in seeds]
+    pairs = [(a, b) for a, b in pairs if finite(a) and finite(b)]
+    r, p = stats.pearson(*zip(*pairs)) if pairs else (math.nan, math.nan)
+    if not finite(r):
+        return ""
+    return (f"; paired by seed, their `{metric}` values correlate r = {r:.2f} (Pearson, {len(pairs)} seeds, "
+            f"p = {pvalue(p)})")
+
+
+def seed_ranges(seeds) -> list[tuple[int, int]]:
+    """(first seed, count) for each run of consecutive seeds."""
+    ranges: list[list[int]] = []
+    for s in sorted(set(seeds)):
+        if ranges and s == ranges[-1][0] + ranges[-1][1]:
+            ranges[-1][1] += 1
+        else:
+            ranges.append([s, 1])
+    return [(start, n) for start, n in ranges]
+
+
+def seed_list(seeds) -> str:
+    """0-9, 12 rather than ten numbers."""
+    return ", ".join(f"{a}" if n == 1 else f"{a}-{a + n - 1}" for a, n in seed_ranges(seeds))
 
 
 def commands(recipe: Recipe, group: Group | None) -> list[str]:
@@ -185,13 +227,8 @@ def commands(recipe: Recipe, group: Group | None) -> list[str]:
     threads = {r.get("threads") for r in group.runs}
     if group.device == "cpu" and len(threads) == 1 and None not in threads:
         flags += f" --threads {threads.pop()}"
-    ranges: list[list[int]] = []
-    for s in sorted(set(group.seeds)):
-        if ranges and s == ranges[-1][0] + ranges[-1][1]:
-            ranges[-1][1] += 1
-        else:
-            ranges.append([s, 1])
-    return [f"{base} --seeds {n}" + (f" --seed-start {start}" if start else "") + flags for start, n in ranges]
+    return [f"{base} --seeds {n}" + (f" --seed-start {start}" if start else "") + flags
+            for start, n in seed_ranges(group.seeds)]
 
 
 def environment_lines(groups: list[Group]) -> list[str]:
