@@ -259,3 +259,12 @@ def test_seeds_that_give_one_set_of_weights_are_a_seeding_fault_not_a_sample(res
     assert "**seeds 0, 2 gave bitwise identical final weights: the seed does not reach the run" in block
     assert "verdict within seed noise: **seeding fault**: runs of different seeds gave bitwise identical" in block
     assert re.search(r"^\| lenet_sgd +\|.*\| seeding fault", text, re.M)
+
+
+def test_pipelines_are_compared_on_the_machines_both_ran_on():
+    amd = [{"machine": "AMD / 2 threads", "seed": s} for s in range(3)]
+    intel = [{"machine": "Intel / 2 threads", "seed": s} for s in range(3)]
+    (fast, faithful), where = sections.on_shared_machines(amd + intel, amd)
+    assert fast == amd and faithful == amd and "AMD / 2 threads, the machines both ran on" in where
+    assert sections.on_shared_machines(amd, amd) == ((amd, amd), "")              # one machine: nothing to say
+    assert sections.on_shared_machines(amd, intel) == ((amd, intel), "")          # none shared: both whole

@@ -282,3 +282,24 @@ def test_pearson_pairs_values_and_refuses_what_it_cannot_measure():
     assert stats.pearson([1.0, 2.0, 3.0], [3.0, 2.0, 1.0])[0] == pytest.approx(-1.0)
     assert all(math.isnan(v) for v in stats.pearson([1.0, 2.0], [1.0, 2.0]))          # two pairs: no p
     assert all(math.isnan(v) for v in stats.pearson([1.0, 2.0, 3.0], [5.0, 5.0, 5.0]))  # a constant side
+
+
+def test_runs_of_one_seed_on_two_machines_count_as_what_they_are_worth():
+    scale = rule.Scale.of("test_acc_best", "%", True, n_eval=10_000)
+    seeds = list(range(10))
+    first = [99.00, 99.10, 98.90, 99.05, 98.95, 99.02, 98.97, 99.08, 98.93, 99.04]
+    echo = [v + 0.01 * (-1) ** i for i, v in enumerate(first)]          # each seed lands where it landed before
+    pooled = rule.judge(first + echo, 99.15, scale, seeds=seeds + seeds)
+    assert pooled.icc > 0.9 and 10 <= pooled.m_eff < 11                   # about ten runs' worth, not twenty
+    naive = rule.judge(first + echo, 99.15, scale)                          # the same values as twenty seeds
+    assert math.isnan(naive.icc) and naive.m_eff == 20
+    assert pooled.p_one > naive.p_one and pooled.ci[1] - pooled.ci[0] > naive.ci[1] - naive.ci[0]
+    assert pooled.provisional is False and rule.judge(first[:5] + echo[:5], 99.15, scale,
+                                                      seeds=seeds[:5] * 2).provisional   # 5 seeds: provisional
+    assert pooled.beats_all is None and naive.beats_all is not None          # 1/(n+1) needs exchangeable runs
+    rng = np.random.default_rng(0)
+    fresh = list(99 + 0.05 * rng.standard_normal(20))                      # a machine's rounding: a new draw
+    independent = rule.judge(fresh, 99.15, scale, seeds=seeds + seeds)
+    assert independent.m_eff > 15
+    assert rule.judge(first, 99.15, scale, seeds=seeds).m_eff == 10 and math.isnan(rule.judge(first, 99.15, scale,
+                                                                                            seeds=seeds).icc)

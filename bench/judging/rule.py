@@ -24,12 +24,16 @@ With m converged runs (mean y, sample sd s) a claim c is, within seed noise:
   image (0.02 points on 5,000): runs that land on one step (three seeds' best validation accuracy all at
   4,973 of 5,000) are a tie, not a fault, and s is taken at least as that step's rounding sd, step/sqrt(12)
   (Sheppard), which changes nothing where the runs spread over several images;
-- **insufficient** below 3 runs, **provisional** below 10.
+- **insufficient** below 3 runs, **provisional** below 10 seeds.
+A seed run on several machines gives runs that are not independent: their intraclass correlation rho
+(one-way ANOVA over seeds) makes the m runs count as m / (1 + (k - 1) rho) in the bounds (Kish's design
+effect, k the runs per seed), never more than the m runs nor fewer than the seeds.
 Within implementation noise (bench.judging.noise): the predictive variance s^2 (1 + 1/m) + tau^2.
 """
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Optional, Sequence
 
@@ -201,6 +205,9 @@ class Judgement:
     m: int = 0
     claim_y: float = math.nan      # the claim on the judging scale
     margin: float = 0.0            # the "exceeded" margin, on the original scale
+    seeds: int = 0                 # distinct seeds among the converged runs
+    m_eff: float = math.nan        # what the m runs count as in the bounds (m, unless seeds repeat)
+    icc: float = math.nan          # intraclass correlation of runs of one seed (NaN if none repeats)
 
     @property
     def label(self) -> str:
@@ -223,7 +230,37 @@ def smallest_k(p: float, target: float = ALPHA) -> Optional[int]:
     return k if k <= MAX_K else None
 
 
-def predictive(y_mean: float, y_sd: float, m: int, claim_y: float, tau: float = 0.0) -> tuple[float, float]:
+def seed_correlation(y, seeds) -> float:
+    """The intraclass correlation of runs that share a seed (one-way ANOVA estimator, clipped to [0, 1]); NaN
+    when no seed has two runs. Near 0: another machine's rounding made a new draw; near 1: the seed decided."""
+    by: dict = {}
+    for v, s in zip(y, seeds):
+        by.setdefault(s, []).append(float(v))
+    groups = [np.array(g) for g in by.values()]
+    n, k = sum(len(g) for g in groups), len(groups)
+    if k < 2 or n == k:
+        return math.nan
+    grand = float(np.mean(np.concatenate(groups)))
+    msb = sum(len(g) * (g.mean() - grand) ** 2 for g in groups) / (k - 1)
+    msw = sum(float(((g - g.mean()) ** 2).sum()) for g in groups) / (n - k)
+    n0 = (n - sum(len(g) ** 2 for g in groups) / n) / (k - 1)
+    denominator = msb + (n0 - 1) * msw
+    return float(min(1.0, max(0.0, (msb - msw) / denominator))) if denominator > 0 else math.nan
+
+
+def effective_runs(y, seeds) -> tuple[float, float]:
+    """(what m runs count as, their seed correlation): m / (1 + (k - 1) rho) with k = sum(n_s^2) / m the
+    runs per seed (Kish's design effect); m itself when every seed ran once."""
+    m = len(y)
+    rho = seed_correlation(y, seeds)
+    if not math.isfinite(rho):
+        return float(m), rho
+    counts = np.array(list(Counter(seeds).values()), dtype=float)
+    k = float((counts ** 2).sum() / m)
+    return max(float(len(counts)), m / (1 + (k - 1) * rho)), rho
+
+
+def predictive(y_mean: float, y_sd: float, m: float, claim_y: float, tau: float = 0.0) -> tuple[float, float]:
     """(chance one new run reaches the claim, half-width of the one-sided 95% predictive interval), on the
     judging scale, with implementation noise tau added to the seed noise."""
     scale = math.sqrt(y_sd ** 2 * (1 + 1 / m) + tau ** 2)
@@ -235,7 +272,7 @@ def decide(j: Judgement, scale: Scale, claim: float, tau: float = 0.0) -> tuple[
     at tau = 0. Verdicts that are not about where a run lands (unstable, insufficient...) stay as they are."""
     if j.verdict not in ("reproduced", "not reproduced", "exceeded"):
         return j.verdict, math.nan
-    p, half = predictive(j.y_mean, j.y_sd, j.m, j.claim_y, tau)
+    p, half = predictive(j.y_mean, j.y_sd, j.m_eff if math.isfinite(j.m_eff) else j.m, j.claim_y, tau)
     if p < ALPHA:
         return "not reproduced", p
     worst = float(scale.inverse([j.y_mean - half])[0])
@@ -243,10 +280,13 @@ def decide(j: Judgement, scale: Scale, claim: float, tau: float = 0.0) -> tuple[
     return ("exceeded" if gap > j.margin else "reproduced"), p
 
 
-def judge(values: Sequence, claim: float, scale: Scale, failed: Optional[Sequence[bool]] = None) -> Judgement:
+def judge(values: Sequence, claim: float, scale: Scale, failed: Optional[Sequence[bool]] = None,
+          seeds: Optional[Sequence[int]] = None) -> Judgement:
     """The verdict on one claim from every run's value; `failed` (from the reading's headline) marks the runs
-    that failed as runs, whatever this metric says (else they are found from these values)."""
+    that failed as runs, whatever this metric says (else they are found from these values); `seeds` (one per
+    value) lets runs of one seed on several machines count as what they are worth (effective_runs)."""
     raw = [math.nan if v is None else float(v) for v in values]
+    seeds = list(range(len(raw))) if seeds is None else list(seeds)
     n = len(raw)
     if failed is not None:      # failure is the run's (decided on the headline); a value that is no number is none
         bad_mask = [bool(a) or not math.isfinite(v) for a, v in zip(failed, raw)]
@@ -256,15 +296,17 @@ def judge(values: Sequence, claim: float, scale: Scale, failed: Optional[Sequenc
     bad = sum(bad_mask)
     good = np.array([v for v, b in zip(raw, bad_mask) if not b], dtype=float)
     reaching = sum(1 for v, b in zip(raw, bad_mask) if not b and (scale.better(v, claim) or _same(v, claim)))
+    good_seeds = [sd for sd, b in zip(seeds, bad_mask) if not b]
     m = len(good)
     y = scale.forward(good) if m else good
+    m_eff, icc = effective_runs(y, good_seeds) if m else (0.0, math.nan)
     ybar = float(y.mean()) if m else math.nan
     s = scale.resolved_sd(float(y.std(ddof=1)), float(np.mean(good))) if m >= 2 else math.nan
     c_y = float(scale.forward([claim])[0])
-    if m >= 2 and s > 0:
-        p_one, half = predictive(ybar, s, m, c_y)
+    if m >= 2 and s > 0 and m_eff > 1:
+        p_one, half = predictive(ybar, s, m_eff, c_y)
         upper_y, lower_y = ybar + half, ybar - half
-        ci_half = float(st.t.ppf(0.5 + LEVEL / 2, m - 1)) * s / math.sqrt(m)
+        ci_half = float(st.t.ppf(0.5 + LEVEL / 2, m_eff - 1)) * s / math.sqrt(m_eff)
         ci = tuple(sorted(float(v) for v in scale.inverse([ybar - ci_half, ybar + ci_half])))
     else:
         upper_y = lower_y = p_one = math.nan
@@ -294,9 +336,9 @@ def judge(values: Sequence, claim: float, scale: Scale, failed: Optional[Sequenc
         plausible_k=smallest_k(p_any) if verdict == "not reproduced" else None,
         reaching=reaching, reaching_ci=clopper_pearson(reaching, n),
         beats_all=(bool(m == n and all(scale.better(claim, v) and not _same(claim, v) for v in good))
-                   if n >= 19 else None),
-        verdict=verdict, provisional=n < 10, n_outliers=outliers, y_mean=ybar, y_sd=s, m=m, claim_y=c_y,
-        margin=scale.margin(claim))
+                   if n >= 19 and len(set(seeds)) == n else None),     # exchangeable runs only: no seed twice
+        verdict=verdict, provisional=len(set(seeds)) < 10, n_outliers=outliers, y_mean=ybar, y_sd=s, m=m,
+        claim_y=c_y, margin=scale.margin(claim), seeds=len(set(good_seeds)), m_eff=m_eff, icc=icc)
 
 
 def with_holm(judgements: list[Judgement]) -> list[Judgement]:

@@ -92,7 +92,7 @@ def judge_reading(recipe: Recipe, group: Optional[Group]) -> list[ClaimResult]:
                                    description=rule.describe(values, claim.value)))
         else:
             j = rule.judge(group.values(claim.metric) if group else [], claim.value, scale_of(recipe, claim),
-                           failed if group else None)
+                           failed if group else None, group.seeds if group else None)
             out.append(None)
             if claim.headline:
                 out[i] = ClaimResult(claim, "judged", _label(j.label, claim), judgement=j)

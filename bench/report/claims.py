@@ -62,9 +62,16 @@ def points_per_logit(mean_percent: float) -> float:
 
 def judged_lines(res: ClaimResult, group: Group, unit: str, recipe: Recipe, tau: Optional[Tau]) -> list[str]:
     j = res.judgement
+    by_seed: dict[int, list[str]] = {}
+    for s, v in zip(group.seeds, group.values(res.claim.metric)):
+        by_seed.setdefault(s, []).append(num(v, unit))
     out = [f"- runs ({group.label}, n={j.n}{f', {failed_text(j)}' if j.n_diverged else ''}): "
            f"{mean_sd(j.mean, j.std, len(j.values), unit)}{suffix(unit)}; per seed: "
-           + ", ".join(f"{s}: {num(v, unit)}" for s, v in zip(group.seeds, group.values(res.claim.metric)))]
+           + ", ".join(f"{s}: {' / '.join(vs)}" for s, vs in by_seed.items())]
+    if finite(j.icc):
+        out.append(f"- seeds run more than once (on other machines): their runs correlate, intraclass correlation "
+                   f"{j.icc:.2f} over {j.seeds} seeds, so the {len(j.values)} converged runs count as {j.m_eff:.1f} "
+                   "independent runs in the bounds below (Kish's design effect)")
     if len(j.values) >= 2 and not finite(j.best_plausible):
         why = f"the {len(j.values)} runs gave one value, no spread to predict from" if j.std == 0 else "undefined"
         out.append(f"- one new run: no predictive bound, interval or best-of-k chance ({why})")
@@ -138,7 +145,7 @@ def honest_lines(recipe: Recipe, group: Group | None) -> list[str]:
         return [f"The document picks its epoch on test; without that the protocol is `{protocol}`. No runs yet.", ""]
     doc, honest = group.values(h.metric), group.values("test_acc_honest")
     gap = [a - b for a, b in zip(doc, honest) if finite(a) and finite(b)]
-    j = rule.judge(honest, h.value, scale_of(recipe, h), failed_runs(recipe, group))
+    j = rule.judge(honest, h.value, scale_of(recipe, h), failed_runs(recipe, group), group.seeds)
     return [f"- `{h.metric}` (the document's protocol, epoch picked on test): "
             f"{mean_sd(stats.mean(doc), stats.std(doc), len(doc), h.unit)}{suffix(h.unit)}",
             (f"- `test_acc_honest` (`{protocol}`, test never looked at): "

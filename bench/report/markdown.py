@@ -156,7 +156,8 @@ def write_report(ev: Evidence, out: Path) -> Path:
               "which it becomes plausible), **exceeded** when the runs beat it by a margin, **unstable** when more "
               "than one run failed (diverged, or fell far below the others), **seeding fault** when the runs of a "
               "loss are identical (accuracies that tie on one image are judged at that step), **insufficient** "
-              "below 3 runs; **provisional** below 10. Secondary claims are "
+              "below 3 runs; **provisional** below 10 seeds (runs of one seed on several machines count as what "
+              "their correlation leaves them worth). Secondary claims are "
               "Holm-corrected. Beside it, the verdict within implementation noise (tau, measured across the suite's "
               "cells). README, \"Reading REPORT.md\", gives the rule and its references."), "",
              *rejected_lines(ev, results), *broken_lines(registry.broken()), "## Summary", "",
