@@ -303,3 +303,10 @@ def test_runs_of_one_seed_on_two_machines_count_as_what_they_are_worth():
     assert independent.m_eff > 15
     assert rule.judge(first, 99.15, scale, seeds=seeds).m_eff == 10 and math.isnan(rule.judge(first, 99.15, scale,
                                                                                             seeds=seeds).icc)
+
+
+def test_one_seed_on_three_machines_is_insufficient_not_a_verdict():
+    scale = rule.Scale.of("test_acc_best", "%", True, n_eval=10_000)
+    j = rule.judge([99.0, 99.1, 99.05], 99.5, scale, seeds=[0, 0, 0])
+    assert j.verdict == "insufficient"
+    assert rule.judge([99.0, 99.1, 99.05], 99.5, scale, seeds=[0, 1, 2]).verdict == "not reproduced"

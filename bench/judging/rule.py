@@ -24,7 +24,7 @@ With m converged runs (mean y, sample sd s) a claim c is, within seed noise:
   image (0.02 points on 5,000): runs that land on one step (three seeds' best validation accuracy all at
   4,973 of 5,000) are a tie, not a fault, and s is taken at least as that step's rounding sd, step/sqrt(12)
   (Sheppard), which changes nothing where the runs spread over several images;
-- **insufficient** below 3 runs, **provisional** below 10 seeds.
+- **insufficient** below 3 runs (or seeds), **provisional** below 10 seeds.
 A seed run on several machines gives runs that are not independent: their intraclass correlation rho
 (one-way ANOVA over seeds) makes the m runs count as m / (1 + (k - 1) rho) in the bounds (Kish's design
 effect, k the runs per seed), never more than the m runs nor fewer than the seeds.
@@ -317,7 +317,7 @@ def judge(values: Sequence, claim: float, scale: Scale, failed: Optional[Sequenc
         verdict = "no runs"
     elif bad > 1:
         verdict = "unstable"
-    elif n < 3 or m < 2:
+    elif n < 3 or m < 2 or len(set(seeds)) < 3:      # three runs of one seed on three machines are no 3 seeds
         verdict = "insufficient"
     elif s == 0:
         verdict = "seeding fault" if m >= 3 else "insufficient"
