@@ -128,6 +128,10 @@ def test_seeds_run_on_two_machines_are_one_line_with_their_pairing_by_seed(resul
            "host intel)" in lines[0]
     r = float(re.search(r"correlate r = ([0-9.]+) \(Pearson, 5 seeds", lines[0]).group(1))
     assert r > 0.95                                                        # the seed decides the run here
+    write(results, make_record("lenet_sgd", 5, 99.0, host="amd", machine="AMD CPU / 2 threads"),
+          make_record("lenet_sgd", 5, 10.0, host="intel", machine="Intel CPU / 2 threads", started=1))
+    block = section(render(results, tmp_path / "R2.md"), "lenet_sgd").split("#### Determinism")[1].split("####")[0]
+    assert "seeds 0-5 ran once" in block and "(Pearson, 5 seeds" in block   # a failed run pairs with nothing
 
 
 def test_readings_table_measures_the_variants(results, tmp_path):

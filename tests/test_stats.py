@@ -308,5 +308,5 @@ def test_runs_of_one_seed_on_two_machines_count_as_what_they_are_worth():
 def test_one_seed_on_three_machines_is_insufficient_not_a_verdict():
     scale = rule.Scale.of("test_acc_best", "%", True, n_eval=10_000)
     j = rule.judge([99.0, 99.1, 99.05], 99.5, scale, seeds=[0, 0, 0])
-    assert j.verdict == "insufficient"
+    assert j.verdict == "insufficient" and j.m_eff == 1 and math.isnan(j.p_one)      # no chance from one seed
     assert rule.judge([99.0, 99.1, 99.05], 99.5, scale, seeds=[0, 1, 2]).verdict == "not reproduced"

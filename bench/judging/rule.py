@@ -252,6 +252,8 @@ def effective_runs(y, seeds) -> tuple[float, float]:
     """(what m runs count as, their seed correlation): m / (1 + (k - 1) rho) with k = sum(n_s^2) / m the
     runs per seed (Kish's design effect); m itself when every seed ran once."""
     m = len(y)
+    if m > 1 and len(set(seeds)) == 1:
+        return 1.0, math.nan                             # one seed, however many machines: one run's worth
     rho = seed_correlation(y, seeds)
     if not math.isfinite(rho):
         return float(m), rho

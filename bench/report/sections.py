@@ -12,7 +12,7 @@ import numpy as np
 from bench.contract import registry
 from bench.contract.registry import Recipe
 from bench.judging import early, rule, stats
-from bench.judging.verdicts import headline_result, scale_of
+from bench.judging.verdicts import failed_runs, headline_result, scale_of
 from bench.records.evidence import Evidence, rel
 from bench.records.format import hardware
 from bench.records.groups import Group, ReadingRuns, device_type, host, machine, retraces, split_runs
@@ -200,7 +200,9 @@ def paired_across(recipe: Recipe, group: Group, seeds: list[int], places: tuple)
     if len(places) != 2:
         return ""
     metric = recipe.headline.metric
-    by = {(r["seed"], place(r)): r["metrics"].get(metric) for r in group.runs if r["seed"] in seeds}
+    failed = failed_runs(recipe, group)                  # a failed run says nothing about where its seed lands
+    by = {(r["seed"], place(r)): math.nan if bad else r["metrics"].get(metric)
+          for r, bad in zip(group.runs, failed) if r["seed"] in seeds}
     pairs = [(by[(s, places[0])], by[(s, places[1])]) for s in seeds]
     pairs = [(a, b) for a, b in pairs if finite(a) and finite(b)]
     r, p = stats.pearson(*zip(*pairs)) if pairs else (math.nan, math.nan)
