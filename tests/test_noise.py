@@ -59,6 +59,18 @@ def test_cells_are_implementations_never_hosts_of_one_kind():
     assert recipe.label == "mnist_99_4"
 
 
+def test_cells_that_share_seeds_say_how_closely_their_runs_follow_each_other():
+    base = [99.10, 99.25, 99.05, 99.30, 99.15]
+    amd = [make_record("mnist_99_4", s, v, host="a", machine="AMD / 2 threads") for s, v in enumerate(base)]
+    intel = [make_record("mnist_99_4", s, v + 0.01, host="b", machine="Intel / 2 threads") for s, v in enumerate(base)]
+    for r in intel:
+        r["env"]["cpu"] = "Intel"                                   # another kind of CPU: another cell
+    others = [make_record("mnist_99_4", s + 10, v, pipeline="faithful") for s, v in enumerate(base)]
+    rs = noise.shared_seed_correlations(amd + intel + others, "test_acc_best", ACC)
+    assert len(rs) == 1 and rs[0] > 0.99                           # faithful shares no seed: no pair with it
+    assert noise.shared_seed_correlations(amd + others, "test_acc_best", ACC) == []
+
+
 def ultimate_runs(values_at_epoch: list[list[float]], seeds=None) -> list[dict]:
     """Truncated ultimate_mlp runs whose val_acc at epochs 1..E are the given values."""
     out = []

@@ -21,7 +21,8 @@ import numpy as np
 from scipy import optimize
 from scipy import stats as st
 
-from bench.judging.rule import Judgement, Scale, converged, decide
+from bench.judging.rule import Judgement, Scale, converged, decide, failed_runs
+from bench.judging.stats import pearson
 from bench.records.groups import machine
 
 MAX_TAU = 5.0               # on the logit scale: beyond this (a factor 150 in the odds) nothing is "the same science"
@@ -57,6 +58,27 @@ def cell_key(record: dict) -> str:
     parts = [record["pipeline"], str(record["device"]).split(":")[0], record.get("step") or "eager",
              record.get("precision") or "fp32", machine(record).rsplit(" / ", 1)[0]]
     return " / ".join(parts)
+
+
+def shared_seed_correlations(records: list[dict], metric: str, scale: Scale, revision_of=lambda r: 0) -> list[float]:
+    """Pearson's r, paired by seed, between every two cells of one reading that share 3 or more seeds (converged
+    runs only). DerSimonian-Laird takes cells as independent; cells whose runs follow each other seed by seed
+    have means that move together, so their spread, and tau with it, comes out too small."""
+    bad = failed_runs([r["metrics"].get(metric) for r in records], scale)
+    by: dict[str, dict[int, float]] = {}
+    for r, failed in zip(records, bad):
+        if not failed:
+            key = cell_key(r) + (f" / revision {revision_of(r)}" if revision_of(r) else "")
+            by.setdefault(key, {})[r["seed"]] = float(r["metrics"][metric])
+    out = []
+    keys = sorted(by)
+    for i, a in enumerate(keys):
+        for b in keys[i + 1:]:
+            shared = sorted(set(by[a]) & set(by[b]))
+            r_ab, _ = pearson([by[a][x] for x in shared], [by[b][x] for x in shared])
+            if math.isfinite(r_ab):
+                out.append(r_ab)
+    return out
 
 
 def cells_of(reading: str, records: list[dict], metric: str, scale: Scale, revision_of=lambda r: 0) -> list[Cell]:
