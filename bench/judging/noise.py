@@ -5,9 +5,12 @@ the faithful pipeline, two kinds of CPU (or GPU), CPU against CUDA, the eager an
 tf32, two numerics revisions of one code. Each cell gives a mean of its converged runs on the judging
 scale (the logit of the headline accuracy) and the variance of that mean. If cells differed only by seed
 noise, their means would scatter by those variances alone; the excess is the between-implementation
-variance tau^2, estimated by the DerSimonian-Laird method of moments (DerSimonian & Laird 1986) pooled
-across readings (each reading its own mean, one tau for all: the same harness differences act on every
-recipe), with a Q-profile 95% interval (Viechtbauer 2007). A claim is then judged again with the
+variance tau^2, estimated by the Paule-Mandel method (the tau^2 at which the generalized Q equals its degrees
+of freedom; Paule & Mandel 1982, recommended by Veroniki et al. 2016) pooled across readings (each reading its
+own mean, one tau for all: the same harness differences act on every recipe), with a Q-profile 95% interval
+(Viechtbauer 2007). Cells that share seeds are not independent: the same seed on two machines lands close to
+where it landed before, so their means move together; the covariance of their means (from their runs paired
+by seed) enters Q, which otherwise would come out too small and tau with it. A claim is then judged again with the
 predictive variance s^2 (1 + 1/n) + tau^2, and its tipping point tau* is the implementation noise at which
 its verdict would flip.
 """
@@ -21,11 +24,12 @@ import numpy as np
 from scipy import optimize
 from scipy import stats as st
 
-from bench.judging.rule import Judgement, Scale, converged, decide, failed_runs
+from bench.judging.rule import Judgement, Scale, decide, failed_runs
 from bench.judging.stats import pearson
 from bench.records.groups import machine
 
 MAX_TAU = 5.0               # on the logit scale: beyond this (a factor 150 in the odds) nothing is "the same science"
+MAX_R = 0.95                # two cells' runs of one seed never count as more alike than this (S stays invertible)
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,7 @@ class Cell:
     n: int                      # converged runs
     mean: float                 # of the converged runs, on the judging scale
     var: float                  # of that mean: s^2 / n
+    by_seed: tuple = ()         # (seed, value on the judging scale) of its converged runs: cells that share seeds
 
 
 @dataclass(frozen=True)
@@ -62,8 +67,7 @@ def cell_key(record: dict) -> str:
 
 def shared_seed_correlations(records: list[dict], metric: str, scale: Scale, revision_of=lambda r: 0) -> list[float]:
     """Pearson's r, paired by seed, between every two cells of one reading that share 3 or more seeds (converged
-    runs only). DerSimonian-Laird takes cells as independent; cells whose runs follow each other seed by seed
-    have means that move together, so their spread, and tau with it, comes out too small."""
+    runs only): cells whose runs follow each other seed by seed have means that move together."""
     bad = failed_runs([r["metrics"].get(metric) for r in records], scale)
     by: dict[str, dict[int, float]] = {}
     for r, failed in zip(records, bad):
@@ -83,53 +87,77 @@ def shared_seed_correlations(records: list[dict], metric: str, scale: Scale, rev
 
 def cells_of(reading: str, records: list[dict], metric: str, scale: Scale, revision_of=lambda r: 0) -> list[Cell]:
     """A reading's cells with at least 2 converged runs; `revision_of(record)` names its numerics revision."""
-    by: dict[str, list[float]] = {}
+    by: dict[str, list[tuple]] = {}
     for r in records:
         key = cell_key(r) + (f" / revision {revision_of(r)}" if revision_of(r) else "")
-        by.setdefault(key, []).append(r["metrics"].get(metric))
+        by.setdefault(key, []).append((r["seed"], r["metrics"].get(metric)))
     out = []
-    for key, values in sorted(by.items()):
-        good = converged(values, scale)
+    for key, runs in sorted(by.items()):
+        values = [v for _, v in runs]
+        good = [(seed, v) for (seed, v), bad in zip(runs, failed_runs(values, scale)) if not bad]
         if len(good) >= 2:
-            y = scale.forward(good)
+            y = scale.forward([v for _, v in good])
             var = float(y.var(ddof=1)) / len(y)
             if var > 0:
-                out.append(Cell(reading, key, len(y), float(y.mean()), var))
+                out.append(Cell(reading, key, len(y), float(y.mean()), var,
+                                tuple((seed, float(v)) for (seed, _), v in zip(good, y))))
     return out
 
 
-def _q(groups: list[list[Cell]], tau2: float) -> float:
-    """Generalized Q at tau^2: each reading's cells about their own weighted mean."""
+def covariance(a: Cell, b: Cell) -> float:
+    """Cov of two cells' means through the seeds they share: n_shared r s_a s_b / (n_a n_b), with r (clipped to
+    [0, MAX_R]) the Pearson r of their runs paired by seed; 0 below 3 shared seeds or without seeds."""
+    x, y = dict(a.by_seed), dict(b.by_seed)
+    shared = sorted(set(x) & set(y))
+    r, _ = pearson([x[s] for s in shared], [y[s] for s in shared])
+    if not math.isfinite(r):
+        return 0.0
+    sd_a, sd_b = math.sqrt(a.var * a.n), math.sqrt(b.var * b.n)        # one run's sd in each cell
+    return len(shared) * min(max(r, 0.0), MAX_R) * sd_a * sd_b / (a.n * b.n)
+
+
+def within(cells: list[Cell]) -> np.ndarray:
+    """The covariance matrix of one reading's cell means from seed noise alone (shared seeds off the diagonal)."""
+    return np.array([[a.var if i == j else covariance(a, b) for j, b in enumerate(cells)]
+                     for i, a in enumerate(cells)])
+
+
+def _q(groups: list[list[Cell]], tau2: float, covs: Optional[list[np.ndarray]] = None) -> float:
+    """Generalized Q at tau^2: each reading's cells about their own GLS mean, (y - mu)' (S + tau^2 I)^-1 (y - mu);
+    with S diagonal (no shared seeds) Cochran's weighted sum of squares."""
     total = 0.0
-    for cells in groups:
-        w = np.array([1 / (c.var + tau2) for c in cells])
+    for i, cells in enumerate(groups):
         y = np.array([c.mean for c in cells])
-        total += float((w * (y - (w * y).sum() / w.sum()) ** 2).sum())
+        s = covs[i] if covs is not None else np.diag([c.var for c in cells])
+        w = np.linalg.inv(s + tau2 * np.eye(len(cells)))
+        one = np.ones(len(cells))
+        mu = float(one @ w @ y / (one @ w @ one))
+        total += float((y - mu) @ w @ (y - mu))
     return total
 
 
 def estimate_tau(cells: list[Cell]) -> Optional[Tau]:
-    """DerSimonian-Laird tau over readings with two or more cells, with its Q-profile interval; None without any."""
+    """Paule-Mandel tau over readings with two or more cells (the tau^2 at which the generalized Q, shared seeds
+    in its covariance, equals its degrees of freedom), with its Q-profile interval; None without any."""
     by: dict[str, list[Cell]] = {}
     for c in cells:
         by.setdefault(c.reading, []).append(c)
     groups = [g for g in by.values() if len(g) >= 2]
     if not groups:
         return None
+    covs = [within(g) for g in groups]
     df = sum(len(g) - 1 for g in groups)
-    q = _q(groups, 0.0)
-    c = sum(sum(1 / x.var for x in g) - sum(1 / x.var ** 2 for x in g) / sum(1 / x.var for x in g) for g in groups)
-    tau2 = max(0.0, (q - df) / c)
+    q = _q(groups, 0.0, covs)
 
     def solve(target: float) -> float:
         """The tau^2 at which the generalized Q equals target (Q falls as tau^2 grows); 0 if Q(0) is below it."""
-        if _q(groups, 0.0) <= target:
+        if q <= target:
             return 0.0
-        if _q(groups, MAX_TAU ** 2) >= target:
+        if _q(groups, MAX_TAU ** 2, covs) >= target:
             return MAX_TAU ** 2
-        return float(optimize.brentq(lambda t2: _q(groups, t2) - target, 0.0, MAX_TAU ** 2, xtol=1e-12))
+        return float(optimize.brentq(lambda t2: _q(groups, t2, covs) - target, 0.0, MAX_TAU ** 2, xtol=1e-12))
 
-    low2, high2 = solve(float(st.chi2.ppf(0.975, df))), solve(float(st.chi2.ppf(0.025, df)))
+    tau2, low2, high2 = solve(df), solve(float(st.chi2.ppf(0.975, df))), solve(float(st.chi2.ppf(0.025, df)))
     return Tau(math.sqrt(tau2), math.sqrt(low2), math.sqrt(high2), tuple(c for g in groups for c in g), len(groups),
                q, df)
 

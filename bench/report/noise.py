@@ -43,7 +43,7 @@ def cells(readings: list[Recipe], runs: dict[str, ReadingRuns]) -> list[noise.Ce
 
 
 def shared_seed_lines(readings: list[Recipe], runs: dict[str, ReadingRuns]) -> list[str]:
-    """Says so when cells share seeds and their runs follow each other: the estimate then leans low."""
+    """Says so when cells share seeds and their runs follow each other (the estimate allows for it)."""
     rs = [x for r in readings if judged(r)
           for x in noise.shared_seed_correlations(cell_records(r, runs[r.label]), r.headline.metric,
                                                   scale_of(r, r.headline), revision_of(r))]
@@ -51,8 +51,8 @@ def shared_seed_lines(readings: list[Recipe], runs: dict[str, ReadingRuns]) -> l
         return []
     return [(f"The cells of a reading share seeds, and their runs follow each other seed by seed: Pearson's r between "
              f"two cells, paired by seed, from {min(rs):.2f} to {max(rs):.2f} (median {float(np.median(rs)):.2f}, "
-             f"{len(rs)} pairs of cells). DerSimonian-Laird takes the cells as independent, so where r is above 0 "
-             "their means move together and this tau, and its interval, lean low."), ""]
+             f"{len(rs)} pairs of cells). Their means move together, so the covariance that shared seeds give them "
+             "enters Q (taken as independent, they would make tau lean low)."), ""]
 
 
 def section(readings: list[Recipe], runs: dict[str, ReadingRuns]) -> tuple[list[str], Optional[Tau]]:
@@ -62,8 +62,8 @@ def section(readings: list[Recipe], runs: dict[str, ReadingRuns]) -> tuple[list[
         return out + ["No reading has two implementation cells with 2 or more converged runs each yet: tau cannot be "
                       "estimated, and every verdict stands within seed noise alone.", ""], None
     p = 1 / (1 + math.exp(-sum(c.mean for c in tau.cells) / tau.k))          # the cells' typical accuracy
-    out += [(f"tau = **{tau.tau:.3f}** on the logit scale (95% interval {tau.low:.3f}–{tau.high:.3f}; DerSimonian-"
-             f"Laird over {tau.k} cells of {tau.readings} reading(s), Q = {tau.q:.2f} with {tau.df} degree(s) of "
+    out += [(f"tau = **{tau.tau:.3f}** on the logit scale (95% interval {tau.low:.3f}–{tau.high:.3f}; Paule-Mandel "
+             f"over {tau.k} cells of {tau.readings} reading(s), Q = {tau.q:.2f} with {tau.df} degree(s) of "
              "freedom): how far two implementations of one reading land apart beyond what their seeds explain. At "
              f"{100 * p:.1f}%, a tau of {tau.tau:.3f} is about {tau.tau * 100 * p * (1 - p):.3f} points (its upper "
              f"bound {tau.high * 100 * p * (1 - p):.3f}). The cells:"), "",
