@@ -66,9 +66,9 @@ def test_cells_that_share_seeds_say_how_closely_their_runs_follow_each_other():
     for r in intel:
         r["env"]["cpu"] = "Intel"                                   # another kind of CPU: another cell
     others = [make_record("mnist_99_4", s + 10, v, pipeline="faithful") for s, v in enumerate(base)]
-    rs = noise.shared_seed_correlations(amd + intel + others, "test_acc_best", ACC)
+    rs = noise.shared_seed_correlations(noise.cells_of("mnist_99_4", amd + intel + others, "test_acc_best", ACC))
     assert len(rs) == 1 and rs[0] > 0.99                           # faithful shares no seed: no pair with it
-    assert noise.shared_seed_correlations(amd + others, "test_acc_best", ACC) == []
+    assert noise.shared_seed_correlations(noise.cells_of("mnist_99_4", amd + others, "test_acc_best", ACC)) == []
 
 
 def ultimate_runs(values_at_epoch: list[list[float]], seeds=None) -> list[dict]:

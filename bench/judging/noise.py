@@ -65,26 +65,6 @@ def cell_key(record: dict) -> str:
     return " / ".join(parts)
 
 
-def shared_seed_correlations(records: list[dict], metric: str, scale: Scale, revision_of=lambda r: 0) -> list[float]:
-    """Pearson's r, paired by seed, between every two cells of one reading that share 3 or more seeds (converged
-    runs only): cells whose runs follow each other seed by seed have means that move together."""
-    bad = failed_runs([r["metrics"].get(metric) for r in records], scale)
-    by: dict[str, dict[int, float]] = {}
-    for r, failed in zip(records, bad):
-        if not failed:
-            key = cell_key(r) + (f" / revision {revision_of(r)}" if revision_of(r) else "")
-            by.setdefault(key, {})[r["seed"]] = float(r["metrics"][metric])
-    out = []
-    keys = sorted(by)
-    for i, a in enumerate(keys):
-        for b in keys[i + 1:]:
-            shared = sorted(set(by[a]) & set(by[b]))
-            r_ab, _ = pearson([by[a][x] for x in shared], [by[b][x] for x in shared])
-            if math.isfinite(r_ab):
-                out.append(r_ab)
-    return out
-
-
 def cells_of(reading: str, records: list[dict], metric: str, scale: Scale, revision_of=lambda r: 0) -> list[Cell]:
     """A reading's cells with at least 2 converged runs; `revision_of(record)` names its numerics revision."""
     by: dict[str, list[tuple]] = {}
@@ -104,16 +84,28 @@ def cells_of(reading: str, records: list[dict], metric: str, scale: Scale, revis
     return out
 
 
+def paired_by_seed(a: Cell, b: Cell) -> tuple[float, int]:
+    """(Pearson's r of two cells' runs paired by seed, how many seeds they share); NaN below 3 shared seeds."""
+    x, y = dict(a.by_seed), dict(b.by_seed)
+    shared = sorted(set(x) & set(y))
+    return pearson([x[s] for s in shared], [y[s] for s in shared])[0], len(shared)
+
+
+def shared_seed_correlations(cells: list[Cell]) -> list[float]:
+    """r between every two cells of one reading that share seeds: cells whose runs follow each other seed by
+    seed have means that move together (covariance puts that into Q)."""
+    pairs = [paired_by_seed(a, b) for i, a in enumerate(cells) for b in cells[i + 1:] if a.reading == b.reading]
+    return [r for r, _ in pairs if math.isfinite(r)]
+
+
 def covariance(a: Cell, b: Cell) -> float:
     """Cov of two cells' means through the seeds they share: n_shared r s_a s_b / (n_a n_b), with r (clipped to
     [0, MAX_R]) the Pearson r of their runs paired by seed; 0 below 3 shared seeds or without seeds."""
-    x, y = dict(a.by_seed), dict(b.by_seed)
-    shared = sorted(set(x) & set(y))
-    r, _ = pearson([x[s] for s in shared], [y[s] for s in shared])
+    r, shared = paired_by_seed(a, b)
     if not math.isfinite(r):
         return 0.0
     sd_a, sd_b = math.sqrt(a.var * a.n), math.sqrt(b.var * b.n)        # one run's sd in each cell
-    return len(shared) * min(max(r, 0.0), MAX_R) * sd_a * sd_b / (a.n * b.n)
+    return shared * min(max(r, 0.0), MAX_R) * sd_a * sd_b / (a.n * b.n)
 
 
 def within(cells: list[Cell]) -> np.ndarray:

@@ -250,13 +250,12 @@ def seed_correlation(y, seeds) -> float:
 
 def effective_runs(y, seeds) -> tuple[float, float]:
     """(what m runs count as, their seed correlation): m / (1 + (k - 1) rho) with k = sum(n_s^2) / m the
-    runs per seed (Kish's design effect); m itself when every seed ran once."""
+    runs per seed (Kish's design effect); the number of seeds where rho cannot be measured (m itself when every
+    seed ran once, one run's worth for a single seed)."""
     m = len(y)
-    if m > 1 and len(set(seeds)) == 1:
-        return 1.0, math.nan                             # one seed, however many machines: one run's worth
     rho = seed_correlation(y, seeds)
     if not math.isfinite(rho):
-        return float(m), rho
+        return float(len(set(seeds))), rho
     counts = np.array(list(Counter(seeds).values()), dtype=float)
     k = float((counts ** 2).sum() / m)
     return max(float(len(counts)), m / (1 + (k - 1) * rho)), rho

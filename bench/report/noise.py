@@ -23,30 +23,23 @@ def revision_of(recipe: Recipe):
     return lambda record: older.get(record["fingerprint"], 0)
 
 
-def cell_records(recipe: Recipe, rr: ReadingRuns) -> list[dict]:
-    """The runs a reading's cells stand on: today's fingerprint and its older numerics revisions (same code,
-    same hyperparameters), canonical complete runs only."""
-    revision = revision_of(recipe)
-    return [x for g in rr.groups for x in g.runs] + [x for x in rr.older if x["status"] == "complete" and revision(x)]
-
-
-def judged(recipe: Recipe) -> bool:
-    """tau is measured on the headlines that are accuracies with a better side."""
-    return recipe.headline.unit == "%" and recipe.headline.higher_is_better is not None
-
-
 def cells(readings: list[Recipe], runs: dict[str, ReadingRuns]) -> list[noise.Cell]:
-    """Every reading's implementation cells of its headline."""
-    return [c for r in readings if judged(r)
-            for c in noise.cells_of(r.label, cell_records(r, runs[r.label]), r.headline.metric,
-                                    scale_of(r, r.headline), revision_of(r))]
+    """Every reading's implementation cells of its headline: today's fingerprint and its older numerics
+    revisions (same code, same hyperparameters), canonical complete runs only."""
+    out = []
+    for r in readings:
+        h, rr = r.headline, runs[r.label]
+        revision = revision_of(r)
+        records = [x for g in rr.groups for x in g.runs]
+        records += [x for x in rr.older if x["status"] == "complete" and revision(x)]
+        if h.unit == "%" and h.higher_is_better is not None:
+            out += noise.cells_of(r.label, records, h.metric, scale_of(r, h), revision)
+    return out
 
 
-def shared_seed_lines(readings: list[Recipe], runs: dict[str, ReadingRuns]) -> list[str]:
+def shared_seed_lines(tau: Tau) -> list[str]:
     """Says so when cells share seeds and their runs follow each other (the estimate allows for it)."""
-    rs = [x for r in readings if judged(r)
-          for x in noise.shared_seed_correlations(cell_records(r, runs[r.label]), r.headline.metric,
-                                                  scale_of(r, r.headline), revision_of(r))]
+    rs = noise.shared_seed_correlations(list(tau.cells))
     if not rs:
         return []
     return [(f"The cells of a reading share seeds, and their runs follow each other seed by seed: Pearson's r between "
@@ -69,7 +62,7 @@ def section(readings: list[Recipe], runs: dict[str, ReadingRuns]) -> tuple[list[
              f"bound {tau.high * 100 * p * (1 - p):.3f}). The cells:"), "",
             table([[c.reading, c.label, c.n, f"{c.mean:.4f}", f"{c.var ** 0.5:.4f}"] for c in tau.cells],
                   ["reading", "cell", "converged runs", "mean (logit)", "sd of the mean"]), "",
-            *shared_seed_lines(readings, runs),
+            *shared_seed_lines(tau),
             "Every headline within seed noise and within implementation noise (the predictive variance "
             "s²(1 + 1/n) + tau²); the tipping point tau* is the implementation noise at which the verdict would "
             "flip:", ""]
